@@ -1,0 +1,1 @@
+"""Evaluation toolkit: protocols, metrics, prediction files, tables. Torch-free by design."""

@@ -1,0 +1,1 @@
+"""Pure functions shared by training, inference and metrics (numpy only, no torch)."""

@@ -1,0 +1,72 @@
+"""Shared records. Frame ids are 0-based indices of decoded video frames unless a name says otherwise.
+
+Shape legend used across the project: B batch, T sampled frames, C = T/2 temporal chunks, V visual tokens per chunk,
+K bridging queries, D LLM width, d decoder width, N boxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+SentenceType = Literal["declarative", "interrogative"]
+TubeEndConvention = Literal["exclusive", "inclusive"]
+
+
+@dataclass(frozen=True, eq=False)
+class SentenceRecord:
+    """One grounding query (one sentence) with its ground truth, independent of the source format.
+
+    ``segment`` is the annotated video segment and ``tube`` the ground-truth span, both half-open ``[start, end)`` in
+    0-based decoded-frame ids. ``box_frame_ids``/``boxes_xyxy_px`` hold every annotated box of the target (sorted
+    frame ids, absolute pixels of the original frame); every frame of ``tube`` has one. ``tube`` is ``None`` for
+    query-only files (no ground truth).
+
+    Two facts about the source are kept so that protocols can reproduce published evaluators exactly:
+    ``annotation_frame_base`` (1 when the source numbers frames from 1, as HC-STVG's ``st_frame``) and
+    ``source_tube_end`` (whether the source wrote the tube's end number as exclusive, as VidSTG's
+    ``temporal_gt.end_fid``, or inclusive).
+    """
+
+    sentence_id: int
+    dataset: str
+    video_id: str
+    video_path: str
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    segment: tuple[int, int]
+    tube: tuple[int, int] | None
+    query: str
+    sentence_type: SentenceType | None = None
+    target_id: int | None = None
+    box_frame_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    boxes_xyxy_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float64))
+    annotation_frame_base: int = 0
+    source_tube_end: TubeEndConvention = "exclusive"
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.tube is not None
+
+    def boxes_on(self, frame_ids: np.ndarray) -> np.ndarray:
+        """GT boxes ``[len(frame_ids), 4]`` on the given frames; every frame must carry an annotated box."""
+        pos = np.searchsorted(self.box_frame_ids, frame_ids)
+        pos = np.minimum(pos, len(self.box_frame_ids) - 1)
+        if len(self.box_frame_ids) == 0 or not np.array_equal(self.box_frame_ids[pos], frame_ids):
+            missing = np.setdiff1d(frame_ids, self.box_frame_ids)[:5].tolist()
+            raise ValueError(f"sentence {self.sentence_id} ({self.video_id}): no GT box on frames {missing}")
+        return self.boxes_xyxy_px[pos]
+
+
+@dataclass(frozen=True, eq=False)
+class TubePrediction:
+    """A predicted tube for one sentence: a half-open span and boxes on some frames (absolute pixels, ``xyxy``)."""
+
+    sentence_id: int
+    span: tuple[int, int]
+    frame_ids: np.ndarray
+    boxes_xyxy_px: np.ndarray
