@@ -52,6 +52,15 @@ class PredictionTable:
             if tubes else np.zeros((0, 4)),
         )
 
+    def without(self, sentence_ids: np.ndarray) -> PredictionTable:
+        """The table less the given sentences (e.g. those an annotation loader excluded or skipped)."""
+        keep = ~np.isin(self.sentence_ids, sentence_ids)
+        new_pos = np.cumsum(keep) - 1
+        keep_box = keep[self.box_owner]
+        return PredictionTable(self.sentence_ids[keep], self.span_start[keep], self.span_end[keep],
+                               new_pos[self.box_owner[keep_box]], self.box_frame[keep_box],
+                               self.boxes_xyxy_px[keep_box])
+
     def validate(self, source: str = "predictions") -> None:
         """Reject what cannot be scored: duplicate ids, inverted spans, non-finite boxes."""
         uniq, counts = np.unique(self.sentence_ids, return_counts=True)

@@ -134,6 +134,9 @@ def build_targets(records: Sequence[SentenceRecord], protocol: Protocol) -> Eval
             raise ValueError(f"sentence {rec.sentence_id} ({rec.video_id}) has no ground-truth tube: "
                              "query-only annotation files cannot be scored")
         protocol.check_dataset(rec.dataset)
+        if len(rec.box_frame_ids) == 0:
+            raise ValueError(f"sentence {rec.sentence_id} ({rec.video_id}) has no GT boxes to score against: "
+                             "VidSTG official sentence files need the VidOR box folder (--vidor-dir)")
         frames = None if protocol.dense_frames else protocol.eval_frame_ids(rec)
         if frames is not None:
             eval_frames.append(frames)

@@ -1,0 +1,1 @@
+"""Command-line entry points (torch-free unless a command needs a model)."""

@@ -1,0 +1,120 @@
+"""``bridge-stg-eval``: score a prediction file against an annotation file under a named protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bridge_stg.eval.protocols import PROTOCOL_NAMES
+
+DATASETS = ("vidstg", "hcstvg_v1", "hcstvg_v2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bridge-stg-eval",
+        description="Score spatio-temporal grounding predictions (m_tIoU, m_vIoU, vIoU@R, gt_vIoU) under a named "
+                    "evaluation protocol. Annotation and prediction formats are detected from the files' content.")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--annotations", required=True, type=Path,
+                   help="official annotation file (VidSTG {split}_annotations.json, HC-STVG train/test.json, "
+                        "train_v2/val_v2.json) or TubeDETR's preprocessed file")
+    p.add_argument("--vidor-dir", type=Path, help="VidOR box folder (VidSTG official sentence files only)")
+    p.add_argument("--predictions", required=True, type=Path,
+                   help="reference-format JSON or the project's tube JSONL (see docs/evaluation.md)")
+    p.add_argument("--protocol", default="tubedetr", choices=PROTOCOL_NAMES)
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5], help="vIoU@R thresholds (strict >)")
+    p.add_argument("--out", type=Path, help="write the metrics JSON here")
+    p.add_argument("--per-sentence", type=Path, help="write per-sentence tiou/viou/gt_viou as JSON lines here")
+    p.add_argument("--missing-as-zero", action="store_true",
+                   help="score missing sentences and missing GT-frame boxes as 0 (counted in the output) "
+                        "instead of failing")
+    p.add_argument("--exclude-videos", nargs="*", default=[],
+                   help="video names to leave out (known-bad entries of a release); they are listed in the output")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="skip annotation entries that fail validation (listed in the output) instead of failing")
+    p.add_argument("--split", default=None, help="split name recorded in the metrics file (default: from the "
+                                                  "annotation file name)")
+    p.add_argument("--name", default=None, help="row label for tables (default: the prediction file's stem)")
+    return p
+
+
+def _label(name: str) -> str:
+    return {"tiou": "m_tIoU", "viou": "m_vIoU", "gt_viou": "m_gt_vIoU"}.get(name, name.replace("viou", "vIoU"))
+
+
+def format_summary(metrics: dict) -> str:
+    """A readable table of a metrics dict (values x100)."""
+    groups = [t for t in ("declarative", "interrogative") if f"{t}_viou" in metrics] or [""]
+    prefix0 = f"{groups[0]}_" if groups[0] else ""
+    at = sorted({k.split("@")[1] for k in metrics if k.startswith(prefix0 + "viou@")}, key=float)
+    names = ["tiou", "viou", *(f"viou@{t}" for t in at), "gt_viou", *(f"gt_viou@{t}" for t in at)]
+    width = max(12, *(len(_label(n)) + 2 for n in names))
+    lines = [f"protocol: {metrics['protocol']}   sentences: {metrics['count']}",
+             f"{'':<20}" + "".join(f"{_label(n):>{width}}" for n in names)]
+    for g in groups:
+        prefix = f"{g}_" if g else ""
+        label = f"{g} ({metrics[prefix + 'count']})" if g else "all"
+        lines.append(f"{label:<20}" + "".join(f"{100 * metrics[prefix + n]:>{width}.2f}" for n in names))
+    if "average_viou" in metrics:
+        lines.append(f"average m_vIoU: {100 * metrics['average_viou']:.2f}")
+    if metrics["missing_predictions"] or metrics["missing_boxes"]:
+        lines.append(f"scored as 0: {metrics['missing_predictions']} missing sentences, "
+                     f"{metrics['missing_boxes']} missing GT-frame boxes")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import msgspec
+    import numpy as np
+
+    from bridge_stg.annotations import load_annotations
+    from bridge_stg.eval.metrics import score, summarize
+    from bridge_stg.eval.prediction_files import read_predictions
+    from bridge_stg.eval.protocols import build_targets, get_protocol
+
+    protocol = get_protocol(args.protocol, args.thresholds)
+    records, report = load_annotations(args.annotations, args.dataset, vidor_dir=args.vidor_dir,
+                                       exclude_videos=tuple(args.exclude_videos), skip_invalid=args.skip_invalid)
+    targets = build_targets(records, protocol)
+    preds = read_predictions(args.predictions)
+    dropped = [i for entry in (*report.excluded, *report.skipped) for i in entry.sentence_ids]
+    preds = preds.without(np.array(dropped, dtype=np.int64))
+    scores = score(targets, preds, missing_as_zero=args.missing_as_zero)
+    metrics = summarize(scores)
+    split = args.split or args.annotations.stem.split("_")[0]
+    metrics.update(dataset=args.dataset, split=split, name=args.name or args.predictions.stem,
+                   annotations=str(args.annotations), predictions=str(args.predictions),
+                   excluded_sentences=report.num_excluded_sentences, skipped_sentences=report.num_skipped_sentences,
+                   annotation_report=report.summary())
+    if args.per_sentence:
+        enc = msgspec.json.Encoder()
+        with open(args.per_sentence, "wb") as f:
+            for i in range(len(scores.sentence_ids)):
+                f.write(enc.encode({"sentence_id": int(scores.sentence_ids[i]), "tiou": float(scores.tiou[i]),
+                                    "viou": float(scores.viou[i]), "gt_viou": float(scores.gt_viou[i]),
+                                    "predicted": bool(scores.predicted[i])}) + b"\n")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        metrics = run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"bridge-stg-eval: error: {e}", file=sys.stderr)
+        return 2
+    if metrics["excluded_sentences"] or metrics["skipped_sentences"]:
+        print(metrics["annotation_report"])
+    print(format_summary(metrics))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"metrics written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
