@@ -97,8 +97,11 @@ class MissingPredictionError(ValueError):
     pass
 
 
-def _sorted_pairs(owner: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_keys(owner: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sorted (owner, frame) keys and the sorting order (None when already sorted, as written files are)."""
     keys = owner * _FRAME_STRIDE + frame
+    if len(keys) < 2 or (keys[1:] > keys[:-1]).all():
+        return keys, None
     order = np.argsort(keys, kind="stable")
     return keys[order], order
 
@@ -107,20 +110,20 @@ def _pred_boxes_on_gt_frames(targets: EvalTargets, preds: PredictionTable, pred_
     """Predicted box on every GT frame ``[M, 4]`` and a mask ``[M]`` of frames that have one."""
     m = len(targets.gt_frame)
     out = np.zeros((m, 4))
-    owner = pred_pos[targets.gt_sent]
-    has_owner = owner >= 0
-    pred_keys, order = _sorted_pairs(preds.box_owner, preds.box_frame)
-    if len(pred_keys) > 1 and (np.diff(pred_keys) == 0).any():
-        dup = order[1:][np.diff(pred_keys) == 0][0]
-        raise ValueError(f"two predicted boxes for sentence {preds.sentence_ids[preds.box_owner[dup]]} "
-                         f"on frame {preds.box_frame[dup]}")
-    boxes = make_valid_xyxy(preds.boxes_xyxy_px[order]) if len(order) else np.zeros((0, 4))
-    gt_keys = np.where(has_owner, owner, 0) * _FRAME_STRIDE + targets.gt_frame
+    pred_keys, order = _sorted_keys(preds.box_owner, preds.box_frame)
     if len(pred_keys) == 0:
         return out, np.zeros(m, dtype=bool)
+    if (pred_keys[1:] == pred_keys[:-1]).any():
+        k = pred_keys[1:][pred_keys[1:] == pred_keys[:-1]][0]
+        raise ValueError(f"two predicted boxes for sentence {preds.sentence_ids[k // _FRAME_STRIDE]} "
+                         f"on frame {k % _FRAME_STRIDE}")
+    boxes = preds.boxes_xyxy_px if order is None else preds.boxes_xyxy_px[order]
+    owner = pred_pos[targets.gt_sent]
+    has_owner = owner >= 0
+    gt_keys = np.where(has_owner, owner, 0) * _FRAME_STRIDE + targets.gt_frame
     right = np.searchsorted(pred_keys, gt_keys, side="left")
     exact = (right < len(pred_keys)) & (pred_keys[np.minimum(right, len(pred_keys) - 1)] == gt_keys) & has_owner
-    out[exact] = boxes[right[exact]]
+    out[exact] = make_valid_xyxy(boxes[right[exact]])
     found = exact.copy()
     if targets.protocol.interpolate_boxes:
         left = right - 1
@@ -130,7 +133,8 @@ def _pred_boxes_on_gt_frames(targets: EvalTargets, preds: PredictionTable, pred_
         li, ri, rows = li[same], ri[same], np.flatnonzero(inside)[same]
         f0, f1 = pred_keys[li] % _FRAME_STRIDE, pred_keys[ri] % _FRAME_STRIDE
         w = ((targets.gt_frame[rows] - f0) / (f1 - f0))[:, None]
-        out[rows] = boxes[li] + w * (boxes[ri] - boxes[li])
+        b0, b1 = make_valid_xyxy(boxes[li]), make_valid_xyxy(boxes[ri])
+        out[rows] = b0 + w * (b1 - b0)
         found[rows] = True
     return out, found
 

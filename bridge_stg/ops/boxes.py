@@ -21,10 +21,9 @@ def make_valid_xyxy(boxes: np.ndarray) -> np.ndarray:
 
     No clipping to the frame: the reference evaluator does not clip, and clipping would change IoU.
     """
-    boxes = np.asarray(boxes, dtype=np.float64)
-    x = np.sort(boxes[..., [0, 2]], axis=-1)
-    y = np.sort(boxes[..., [1, 3]], axis=-1)
-    return np.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], axis=-1)
+    b = np.asarray(boxes, dtype=np.float64)
+    return np.stack([np.minimum(b[..., 0], b[..., 2]), np.minimum(b[..., 1], b[..., 3]),
+                     np.maximum(b[..., 0], b[..., 2]), np.maximum(b[..., 1], b[..., 3])], axis=-1)
 
 
 def paired_box_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:

@@ -56,15 +56,15 @@ def test_malformed_reference_files_name_the_problem(tmp_path, content, message):
 
 def test_tube_line_with_mismatched_boxes_is_rejected(tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps({"sentence_id": 1, "span": [0, 2], "frame_ids": [0, 1], "boxes": [[0, 0, 1, 1]]}))
+    path.write_text(json.dumps({"sentence_id": 1, "span": [0, 2], "frame_ids": [0, 1], "boxes_xyxy": [0, 0, 1, 1]}))
     with pytest.raises(ValueError, match="line 1"):
         read_predictions(path)
 
 
 def test_non_finite_boxes_are_rejected(tmp_path):
     path = tmp_path / "nan.jsonl"
-    path.write_text('{"sentence_id": 1, "span": [0, 2], "frame_ids": [0], "boxes": [[0, NaN, 1, 1]]}\n')
-    with pytest.raises(ValueError):
+    path.write_text('{"sentence_id": 1, "span": [0, 2], "frame_ids": [0], "boxes_xyxy": [0, NaN, 1, 1]}\n')
+    with pytest.raises(ValueError, match="nan.jsonl"):
         read_predictions(path)
 
 
