@@ -70,3 +70,41 @@ class TubePrediction:
     span: tuple[int, int]
     frame_ids: np.ndarray
     boxes_xyxy_px: np.ndarray
+
+
+Task = Literal["tube", "temporal", "image"]
+
+
+@dataclass(eq=False)
+class GroundingSample:
+    """One example after frame sampling, before tokenisation (what a dataset returns and the collator consumes).
+
+    ``frames`` are already resized to the pixel budget (sides multiples of 28) and ``T`` is even (Qwen2-VL merges
+    frame pairs into one temporal chunk). ``span`` is the target span in sampled-frame indices ``[s, e)``;
+    ``boxes_cxcywh01`` are normalised to the frame, with ``box_mask`` marking frames that carry a GT box. What a
+    sample lacks (``span is None``, no ``box_mask``) is simply not supervised: a temporal-only source has no boxes,
+    an image source no span. ``frame_ids``/``orig_size`` map predictions back to the original video.
+    """
+
+    sample_id: str
+    source: str
+    task: Task
+    sentence_id: int
+    query: str
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    frame_ids: np.ndarray  # int64 [T] original frame ids
+    timestamps_s: np.ndarray  # float64 [T] seconds since the first sampled frame's segment start
+    fps: float  # sampled frames per second
+    orig_size: tuple[int, int]  # (height, width) of the original frames
+    span: tuple[int, int] | None
+    boxes_cxcywh01: np.ndarray  # float32 [T, 4]; rows where box_mask is False are 0
+    box_mask: np.ndarray  # bool [T]
+    answer: str | None = None  # text target (LM loss, coupled baseline)
+
+    @property
+    def has_span(self) -> bool:
+        return self.span is not None
+
+    @property
+    def has_boxes(self) -> bool:
+        return bool(self.box_mask.any())

@@ -1,0 +1,1 @@
+"""Data pipeline: video reading, frame sampling, synthetic benchmark, datasets and model inputs."""

@@ -1,0 +1,1 @@
+"""The Bridge-STG model: backbone adapter, heads, composition."""
