@@ -73,3 +73,32 @@ def sample_frame_ids_batch(
     n = counts[new_owner]
     src = np.where(n > max_frames, (out_j * n) // max_frames, out_j)
     return new_owner, frames[offsets[new_owner] + src]
+
+
+def span_to_indices(tube: tuple[int, int], frame_ids: np.ndarray) -> tuple[int, int]:
+    """A half-open frame-id span as half-open indices into the sampled ``frame_ids`` (ascending).
+
+    Sampled frame ``i`` stands for ``[frame_ids[i], frame_ids[i + 1])``. The indices are those of the sampled
+    frames inside the span; when none is (a span shorter than the sampling step), the frame whose interval holds
+    the span's start. Inverse (up to the sampling step) of :func:`indices_to_span`.
+    """
+    start, end = tube
+    first = int(np.searchsorted(frame_ids, start, side="left"))
+    stop = int(np.searchsorted(frame_ids, end, side="left"))
+    if stop > first:
+        return first, stop
+    holder = max(first - 1, 0) if first == len(frame_ids) or frame_ids[first] > start else first
+    return holder, holder + 1
+
+
+def indices_to_span(span_idx: tuple[int, int], frame_ids: np.ndarray, segment_end: int) -> tuple[int, int]:
+    """Half-open indices into the sampled ``frame_ids`` as a half-open span of original frame ids.
+
+    The span runs from the first selected frame to the next sampled frame after the last selected one (or the
+    segment's end), matching the interval each sampled frame stands for.
+    """
+    s, e = span_idx
+    if not 0 <= s < e <= len(frame_ids):
+        raise ValueError(f"span indices {span_idx} outside [0, {len(frame_ids)}]")
+    end = int(frame_ids[e]) if e < len(frame_ids) else int(segment_end)
+    return int(frame_ids[s]), end
