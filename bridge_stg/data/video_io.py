@@ -1,0 +1,347 @@
+"""The only code that opens videos: probe a file, read chosen frames, write a clip (tests, synthetic data).
+
+Frames are uint8 RGB ``[T, H, W, 3]`` at the file's own size; a frame id is the 0-based index of a decoded frame in
+presentation order. Two backends, each with one decode thread (data-loader workers provide the parallelism): decord
+(random access; one ``get_batch`` of only the requested frames) and PyAV (sequential decode up to the last requested
+frame; the authority when decord fails). ``backend="auto"`` tries decord and hands the call to PyAV on any decord
+failure (cannot import, cannot open, a frame beyond decord's count, a decode error), because decord's frame count is
+read from the container and can be off by a few frames. PyAV counts as decodable the frames before the first decode
+error (a truncated file ends there).
+
+A failed read raises :class:`VideoReadError` naming the file, what was asked, what the file holds and the fix; frames
+are never substituted and a read never returns fewer frames than requested.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+Backend = Literal["auto", "decord", "pyav"]
+Reason = Literal["missing", "unreadable", "too_short"]
+BACKENDS: tuple[str, ...] = ("auto", "decord", "pyav")
+SKIP_FIX = "or pass skip_bad_videos=true to skip such samples"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a backend reports about a video. ``frame_count`` is the container's count (decord's index; PyAV's
+    ``nb_frames``, or its packets counted when the container stores none): fast, but only a read proves that a
+    frame decodes."""
+
+    path: Path
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    backend: str
+
+
+class VideoReadError(RuntimeError):
+    """A video that cannot serve a request: ``reason`` is ``"missing"`` (no such file), ``"unreadable"`` (the
+    container cannot be opened or no frame decodes) or ``"too_short"`` (a requested frame lies beyond the decodable
+    frames). ``requested_max`` is the largest requested frame id, ``actual_frame_count`` the frames the file holds
+    (decodable frames when known) and ``expected_frame_count`` the annotation's count, each ``None`` when unknown.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        reason: Reason,
+        detail: str = "",
+        *,
+        requested_max: int | None = None,
+        actual_frame_count: int | None = None,
+        expected_frame_count: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        self.detail = detail
+        self.requested_max = requested_max
+        self.actual_frame_count = actual_frame_count
+        self.expected_frame_count = expected_frame_count
+        super().__init__(self._message())
+
+    def __reduce__(self):
+        """Picklable (raised in data-loader workers) despite the keyword-only arguments."""
+        kwargs = {"requested_max": self.requested_max, "actual_frame_count": self.actual_frame_count,
+                  "expected_frame_count": self.expected_frame_count}
+        return functools.partial(type(self), **kwargs), (self.path, self.reason, self.detail)
+
+    def _message(self) -> str:
+        if self.reason == "missing":
+            tried = "" if self.path.is_absolute() else f" (tried {self.path.absolute()})"
+            return (f"{self.path}: file not found{tried}{_paren(self.detail)}; check the video directory "
+                    f"and the annotation's video path, or download the video, {SKIP_FIX}")
+        if self.reason == "unreadable":
+            return (f"{self.path}: the video cannot be opened or decoded{_paren(self.detail)}; the file is corrupt "
+                    f"or not a video: re-download or re-encode it, {SKIP_FIX}")
+        said = "" if self.expected_frame_count is None else f" (annotation says {self.expected_frame_count} frames)"
+        text = (f"{self.path}: frame {self.requested_max} requested but the video has {self.actual_frame_count} "
+                f"decodable frames{said}")
+        if self.expected_frame_count is not None and self.expected_frame_count > (self.actual_frame_count or 0):
+            return f"{text}; the video file is shorter than annotated: re-download or re-encode it, {SKIP_FIX}"
+        return f"{text}; the requested frame ids lie beyond the video's end: check how they were chosen"
+
+
+def _paren(detail: str) -> str:
+    return f" ({detail})" if detail else ""
+
+
+class _Failure(Exception):
+    """A backend's failure, turned into :class:`VideoReadError` by the public functions."""
+
+    def __init__(self, reason: Reason, detail: str = "", frame_count: int | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.frame_count = frame_count
+
+
+# ------------------------------------------------------------------------------------------------- public API
+
+
+def probe_video(path: Path | str, backend: Backend = "auto") -> VideoInfo:
+    """Frame rate, frame count and frame size of ``path``; opening it decodes its first frame, so a file whose
+    frames cannot be decoded at all raises :class:`VideoReadError` (``"unreadable"``), as does a missing one
+    (``"missing"``)."""
+    path = _require_file(path, backend)
+    return _dispatch(path, backend, _decord_probe, _pyav_probe, requested_max=None, expected=None)
+
+
+def read_frames(
+    path: Path | str,
+    frame_ids: Sequence[int] | np.ndarray,
+    expected_frame_count: int | None = None,
+    backend: Backend = "auto",
+) -> np.ndarray:
+    """The frames ``frame_ids`` of ``path`` as uint8 RGB ``[len(frame_ids), H, W, 3]``, in the given order
+    (duplicates allowed).
+
+    Raises :class:`VideoReadError` when the file is missing or unreadable, or when a requested frame lies beyond the
+    decodable frames (``expected_frame_count``, the annotation's count, only enters the message: a video longer than
+    annotated is fine). Negative ids raise ``ValueError``.
+    """
+    ids = _frame_id_array(frame_ids)
+    path = _require_file(path, backend)
+    if len(ids) == 0:
+        info = probe_video(path, backend)
+        return np.zeros((0, info.height, info.width, 3), dtype=np.uint8)
+    unique, inverse = np.unique(ids, return_inverse=True)
+    frames = _dispatch(path, backend, functools.partial(_decord_read, ids=unique),
+                       functools.partial(_pyav_read, ids=unique),
+                       requested_max=int(unique[-1]), expected=expected_frame_count)
+    assert frames.shape[0] == len(unique) and frames.dtype == np.uint8, (frames.shape, frames.dtype)
+    return frames[inverse.reshape(-1)]
+
+
+def write_video(path: Path | str, frames: np.ndarray, fps: float, codec: str = "libx264") -> None:
+    """Encode uint8 RGB ``frames [T, H, W, 3]`` to ``path`` (container from the suffix) as yuv420p at ``fps``.
+
+    Keyframes every 10 frames keep random access cheap. yuv420p halves the chroma resolution, so ``H`` and ``W``
+    must be even (``ValueError`` otherwise: crop or pad the frames). Parent folders are created.
+    """
+    import av
+
+    _check_writable_frames(frames, fps)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1_000_000))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.gop_size = 10
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _check_writable_frames(frames: np.ndarray, fps: float) -> None:
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+        got = f"{frames.dtype} {frames.shape}" if isinstance(frames, np.ndarray) else type(frames).__name__
+        raise ValueError(f"frames must be a uint8 array [T, H, W, 3], got {got}")
+    t, h, w, _ = frames.shape
+    if t == 0:
+        raise ValueError("frames is empty: a video needs at least one frame")
+    if h % 2 or w % 2:
+        raise ValueError(f"frame size {w}x{h} (WxH) has an odd side; yuv420p (what libx264 and most players need) "
+                         "requires even width and height: crop or pad the frames")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+
+
+# ------------------------------------------------------------------------------------------------ dispatching
+
+
+def _require_file(path: Path | str, backend: str) -> Path:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend '{backend}'; choose one of {list(BACKENDS)}")
+    path = Path(path)
+    if not path.is_file():
+        raise VideoReadError(path, "missing", "it is a directory" if path.is_dir() else "")
+    return path
+
+
+def _frame_id_array(frame_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    ids = np.asarray(frame_ids)
+    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError(f"frame_ids must be a 1-D sequence of integers, got {ids.dtype} {ids.shape}")
+    ids = ids.astype(np.int64)
+    if ids.size and ids.min() < 0:
+        raise ValueError(f"frame ids must be >= 0, got {ids.min()}")
+    return ids
+
+
+def _dispatch(path: Path, backend: str, with_decord: Any, with_pyav: Any, *, requested_max: int | None,
+              expected: int | None) -> Any:
+    """``with_decord(path)`` when the backend allows it; ``with_pyav(path)`` for PyAV or when decord fails under
+    ``"auto"``; the failure of the backend that decided, as :class:`VideoReadError`."""
+    if backend == "decord" or (backend == "auto" and _decord() is not None):
+        try:
+            return with_decord(path)
+        except _Failure as failure:
+            if backend == "decord":
+                raise _as_error(path, failure, requested_max, expected) from None
+    try:
+        return with_pyav(path)
+    except _Failure as failure:
+        raise _as_error(path, failure, requested_max, expected) from None
+
+
+def _as_error(path: Path, failure: _Failure, requested_max: int | None, expected: int | None) -> VideoReadError:
+    return VideoReadError(path, failure.reason, failure.detail, requested_max=requested_max,
+                          actual_frame_count=failure.frame_count, expected_frame_count=expected)
+
+
+# ------------------------------------------------------------------------------------------------------ decord
+
+
+@functools.cache
+def _decord() -> Any:
+    """The decord module, or None when it cannot be imported (PyAV then serves ``"auto"``)."""
+    try:
+        import decord
+    except ImportError:
+        return None
+    return decord
+
+
+def _decord_open(path: Path) -> Any:
+    decord = _decord()
+    if decord is None:
+        raise ImportError("backend='decord' needs decord: pip install eva-decord (or use backend='auto'/'pyav')")
+    try:
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    except Exception as exc:  # decord raises RuntimeError or its own DECORDError (an Exception)
+        raise _Failure("unreadable", f"decord: {_first_line(exc)}") from None
+
+
+def _decord_probe(path: Path) -> VideoInfo:
+    reader = _decord_open(path)
+    try:
+        height, width, _ = reader[0].shape
+    except Exception as exc:
+        raise _Failure("unreadable", f"decord cannot decode frame 0: {_first_line(exc)}", len(reader)) from None
+    return VideoInfo(path, float(reader.get_avg_fps()), len(reader), int(width), int(height), "decord")
+
+
+def _decord_read(path: Path, ids: np.ndarray) -> np.ndarray:
+    """Frames ``ids`` (sorted, unique) through one ``get_batch`` call."""
+    reader = _decord_open(path)
+    count = len(reader)
+    if ids[-1] >= count:
+        raise _Failure("too_short", "", count)
+    try:
+        return np.ascontiguousarray(reader.get_batch(ids.tolist()).asnumpy())
+    except Exception as exc:
+        raise _Failure("unreadable", f"decord reports {count} frames but fails to decode frames up to "
+                                     f"{int(ids[-1])}: {_first_line(exc)}", count) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of a backend's message, without decord's ``[hh:mm:ss] /src/file.cc:12:`` prefix."""
+    lines = str(exc).strip().splitlines()
+    line = re.sub(r"^\[[\d:]+\] \S+:\d+: (Error: )?", "", lines[0]) if lines else ""
+    return line[:200] or type(exc).__name__
+
+
+# ------------------------------------------------------------------------------------------------------- PyAV
+
+
+def _pyav_open(path: Path) -> Any:
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise _Failure("unreadable", f"PyAV: {_first_line(exc)}") from None
+    if not container.streams.video:
+        container.close()
+        raise _Failure("unreadable", "PyAV: the file holds no video stream")
+    container.streams.video[0].codec_context.thread_count = 1
+    return container
+
+
+def _decoded_frames(container: Any) -> Iterator[Any]:
+    """Decoded frames of the first video stream in presentation order, ending at the stream's end or at the first
+    decode error (what lies after it counts as not decodable)."""
+    import av
+
+    stream = container.streams.video[0]
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+            frames = packet.decode()
+        except StopIteration:
+            return
+        except (av.error.FFmpegError, ValueError):
+            return
+        yield from frames
+
+
+def _pyav_probe(path: Path) -> VideoInfo:
+    with _pyav_open(path) as container:
+        stream = container.streams.video[0]
+        first = next(_decoded_frames(container), None)
+        if first is None:
+            raise _Failure("unreadable", "PyAV decodes no frame", 0)
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        width, height = first.width, first.height
+        count = stream.frames
+    if count <= 0:
+        count = _count_packets(path)
+    return VideoInfo(path, fps, int(count), int(width), int(height), "pyav")
+
+
+def _count_packets(path: Path) -> int:
+    """Video packets (one frame each) of a container that stores no frame count; reads, does not decode."""
+    import av
+
+    with _pyav_open(path) as container:
+        try:
+            return sum(1 for p in container.demux(container.streams.video[0]) if p.size)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise _Failure("unreadable", f"PyAV cannot read the packets: {_first_line(exc)}") from None
+
+
+def _pyav_read(path: Path, ids: np.ndarray) -> np.ndarray:
+    """Frames ``ids`` (sorted, unique) by decoding from the start up to ``ids[-1]``, keeping only those."""
+    kept: list[np.ndarray] = []
+    count = 0
+    with _pyav_open(path) as container:
+        for frame in _decoded_frames(container):
+            if count == ids[len(kept)]:
+                kept.append(frame.to_ndarray(format="rgb24"))
+                if len(kept) == len(ids):
+                    return np.stack(kept)
+            count += 1
+    if count == 0:
+        raise _Failure("unreadable", "PyAV decodes no frame", 0)
+    raise _Failure("too_short", "", count)
