@@ -27,7 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Dataset tools of Bridge-STG.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_check(sub)
+    _add_synth(sub)
     return parser
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from bridge_stg.data.synthetic import add_synth_arguments, run_synth
+
+    p = sub.add_parser(
+        "synth", help="generate the synthetic STVG benchmark (videos + VidSTG/VidOR and HC-STVG annotations)",
+        description="Write videos of moving shapes with referring queries ('the small red square while it moves to "
+                    "the left') and their annotations in the real formats. Deterministic from --seed; an existing "
+                    "benchmark with the same configuration is kept unless --overwrite.")
+    add_synth_arguments(p)
+    p.set_defaults(handler=run_synth)
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:
