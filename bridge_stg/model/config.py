@@ -1,0 +1,75 @@
+"""Every switch of the Bridge-STG model, typed. Hydra configs map onto these dataclasses one to one.
+
+The ablations of DESIGN.md are single fields: plain learnable decoder queries instead of bridging queries
+(``bridge.enabled=false``), single- vs multi-layer bridging (``backbone_layers`` / ``decoder.layer_injection``),
+temporal context in the bridge, negatives (``selection.num_negative``), token selection (``selection.keep_ratio``),
+decoder depth and width, the box head, LoRA rank or full fine-tuning, a frozen vision tower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """The MLLM: a local Qwen2-VL / Qwen2.5-VL checkpoint directory and how it is trained."""
+
+    path: str = ""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    gradient_checkpointing: bool = False
+    freeze_vision: bool = True
+    llm: Literal["lora", "full", "frozen"] = "lora"
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class TemporalHeadConfig:
+    num_layers: int = 2  # bidirectional transformer layers over chunks (the LLM is causal: chunk c cannot see c+1)
+    num_heads: int = 4
+    motion_cue: bool = True  # concatenate the difference to the previous chunk's feature
+    relevance_pooling: bool = True  # add each chunk's visual tokens pooled by their relevance to the bridging query
+    target_sigma: float = 0.0  # Gaussian smoothing (in frames) of the start/end targets; 0 = one-hot
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    enabled: bool = True  # False: plain learnable decoder queries (the "no bridge" ablation)
+    temporal_context: bool = True  # add the mean frame-query state inside the span (GT in training, predicted after)
+    contrastive_temperature: float = 0.07
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    num_positive: int = 4  # P frames sampled inside the GT tube (training)
+    num_negative: int = 2  # N frames sampled outside it (training); 0 = the "no negatives" ablation
+    inference_frames: Literal["span", "all"] = "span"  # frames decoded at inference
+    keep_ratio: float = 0.5  # fraction of a frame's visual tokens kept; 1.0 = the "no token selection" ablation
+    feature_layer: int = -1  # LLM layer whose video-token states are the visual features
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    num_layers: int = 2
+    num_heads: int = 4
+    ffn_dim: int = 256
+    dropout: float = 0.0
+    layer_injection: Literal["multi", "last"] = "multi"  # decoder layer l gets the bridging queries of layer S[l]
+    box_head: Literal["token_anchored", "detr"] = "token_anchored"
+
+
+@dataclass(frozen=True)
+class BridgeSTGConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    num_bridge_tokens: int = 4  # K
+    backbone_layers: tuple[int, ...] = (-3, -2, -1)  # S, indices of LLM decoder layers (negative: from the end)
+    decoder_dim: int = 128  # d
+    temporal: TemporalHeadConfig = field(default_factory=TemporalHeadConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
