@@ -34,14 +34,12 @@ class TemporalHeadConfig:
     num_heads: int = 4
     motion_cue: bool = True  # concatenate the difference to the previous chunk's feature
     relevance_pooling: bool = True  # add each chunk's visual tokens pooled by their relevance to the bridging query
-    target_sigma: float = 0.0  # Gaussian smoothing (in frames) of the start/end targets; 0 = one-hot
 
 
 @dataclass(frozen=True)
 class BridgeConfig:
     enabled: bool = True  # False: plain learnable decoder queries (the "no bridge" ablation)
     temporal_context: bool = True  # add the mean frame-query state inside the span (GT in training, predicted after)
-    contrastive_temperature: float = 0.07
 
 
 @dataclass(frozen=True)
