@@ -1,7 +1,7 @@
 """Data-loading speed at the default training settings, against decoding whole videos, in one run.
 
     python benchmarks/bench_loader.py [--videos 64] [--workers 2] [--workdir /tmp/bench_loader]
-    python benchmarks/bench_loader.py --videos 16 --seconds 30 --fps 25 --width 320 --height 240
+    python benchmarks/bench_loader.py --videos 16 --seconds 30 --fps 25 --width 480 --height 272
 
 Generates a synthetic split (default: the benchmark's own 20 s clips at 5 fps, 112x112), then measures with a
 ``torch`` DataLoader:
@@ -70,7 +70,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench_loader"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = SyntheticConfig(seconds=args.seconds, fps=args.fps, width_px=args.width, height_px=args.height)
+    speed = (max(6.0, args.fps), max(16.0, 2.5 * args.fps))  # at least 1 px per frame while moving
+    cfg = SyntheticConfig(seconds=args.seconds, fps=args.fps, width_px=args.width, height_px=args.height,
+                          speed_px_per_s=speed)
     args.workdir = args.workdir / f"{args.width}x{args.height}_{args.seconds:g}s_{args.fps:g}fps"
     records = generate_split(cfg, "train", args.workdir, num_videos=args.videos)
     root = args.workdir / "videos"

@@ -1,0 +1,50 @@
+"""Temporal head (ETA): start / end / inside logits per sampled frame from the frame-query token states.
+
+Shapes: B batch, C chunks (2 frames each), S layers read, D LLM width, d head width.
+
+The LLM is causal, so chunk c never sees chunk c+1: a small bidirectional encoder over chunks gives each chunk its
+neighbours. Optional inputs the CPU prototype showed to matter: each chunk's visual tokens pooled by their relevance to
+the bridging query (a plain mean drowns the target among moving distractors) and the feature change from the previous
+chunk (a motion cue). Each chunk emits logits for its two frames, so spans resolve to single frames rather than pairs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bridge_stg.model.config import TemporalHeadConfig
+from bridge_stg.model.layers import sinusoidal
+
+FRAMES_PER_CHUNK = 2
+
+
+class TemporalHead(nn.Module):
+    def __init__(self, llm_dim: int, num_layers_read: int, dim: int, cfg: TemporalHeadConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.dim = dim
+        self.layer_logits = nn.Parameter(torch.zeros(num_layers_read))
+        self.proj = nn.Sequential(nn.LayerNorm(llm_dim), nn.Linear(llm_dim, dim))
+        self.motion = nn.Linear(2 * dim, dim) if cfg.motion_cue else None
+        layer = nn.TransformerEncoderLayer(dim, cfg.num_heads, 4 * dim, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
+        self.out = nn.Linear(dim, FRAMES_PER_CHUNK * 3)
+
+    def forward(self, frame_query_BCSD: torch.Tensor, chunk_mask_BC: torch.Tensor,
+                visual_BCd: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits ``[B, 2C, 3]`` — start, end, inside per frame —, chunk features ``[B, C, d]``)."""
+        weights = self.layer_logits.softmax(0)
+        x = self.proj(torch.einsum("bcsd,s->bcd", frame_query_BCSD, weights.to(frame_query_BCSD.dtype)).float())
+        if visual_BCd is not None and self.cfg.relevance_pooling:
+            x = x + visual_BCd
+        if self.motion is not None:
+            prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
+            x = x + self.motion(torch.cat([x, x - prev], dim=-1))
+        chunks = torch.arange(x.shape[1], device=x.device)
+        x = x + sinusoidal(chunks, self.dim)[None]
+        x = self.encoder(x, src_key_padding_mask=~chunk_mask_BC)
+        b, c, _ = x.shape
+        logits = self.out(x).view(b, c, FRAMES_PER_CHUNK, 3).reshape(b, c * FRAMES_PER_CHUNK, 3)
+        return logits, x
