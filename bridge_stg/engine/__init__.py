@@ -1,0 +1,1 @@
+"""Training and evaluation engine: configuration, distributed training (torch / DeepSpeed), checkpoints, logging."""
