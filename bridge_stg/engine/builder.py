@@ -1,0 +1,298 @@
+"""Composed Hydra config -> validated :class:`~bridge_stg.engine.specs.RunSpec`. The only library module that reads
+OmegaConf objects: everything downstream receives typed dataclasses.
+
+Sections map one to one onto dataclasses (:data:`SECTIONS`); a generic converter walks the dataclass fields, so a key
+the dataclass lacks, a value of the wrong type or outside a ``Literal``'s options is a :class:`ConfigError` naming
+the full key. Cross-field rules (:func:`validate`) run before any work is done.
+
+Two decisions worth knowing:
+
+* **The tiny backbone.** ``model.backbone.path`` must exist, except when it resolves to the same location as
+  ``paths.tiny_checkpoint`` (what ``model/backbone/tiny.yaml`` sets): that checkpoint is written by the engine on
+  first use, so it may not exist yet.
+* **No bridge, no contrastive term.** With ``model.bridge.enabled=false`` there is no bridging query to contrast, so a
+  positive ``loss.contrastive`` is set to 0 (with a warning, and visibly in the resolved config written to the run
+  directory) rather than rejected: the "no bridge" ablation stays a single override.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import re
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from bridge_stg.engine.specs import DataSpec, EvalSpec, LoggingSpec, OptimSpec, RunSpec, SourceSpec, TrainSpec
+from bridge_stg.loss.criterion import CriterionConfig
+from bridge_stg.model.config import BridgeSTGConfig
+
+log = logging.getLogger(__name__)
+
+SECTIONS: dict[str, type] = {
+    "model": BridgeSTGConfig,
+    "loss": CriterionConfig,
+    "data": DataSpec,
+    "optim": OptimSpec,
+    "train": TrainSpec,
+    "eval": EvalSpec,
+    "logging": LoggingSpec,
+}
+# Top-level keys that are not sections: Hydra's own, interpolation helpers, the run's name, the model to evaluate.
+HELPER_KEYS = ("hydra", "paths", "experiment_name", "checkpoint")
+DATA_README = "data/README.md"
+
+
+class ConfigError(ValueError):
+    """A user error in the composed config; the message names the full key path and the fix."""
+
+
+# ------------------------------------------------------------------------------------------------------ public
+
+
+def build_spec(cfg: DictConfig, run_dir: Path, world_size: int = 1) -> RunSpec:
+    """Resolve ``cfg``, convert every section into its dataclass and validate the whole run for ``world_size``
+    processes. Raises :class:`ConfigError` (nothing is created or loaded before that)."""
+    tree = _resolved_tree(cfg)
+    unknown = sorted(set(tree) - set(SECTIONS) - set(HELPER_KEYS))
+    if unknown:
+        raise ConfigError(_unknown_key_message("", unknown[0], [*SECTIONS, *HELPER_KEYS]))
+    parts = {name: convert(cls, tree.get(name, {}), name) for name, cls in SECTIONS.items()}
+    experiment = convert(str, tree.get("experiment_name", "default"), "experiment_name")
+    spec = _without_contrastive_if_no_bridge(RunSpec(run_dir=Path(run_dir), **parts, experiment=experiment))
+    paths = tree.get("paths") or {}
+    if not isinstance(paths, Mapping):
+        raise ConfigError(f"paths: expected a mapping of named paths, got {paths!r}")
+    validate(spec, world_size=world_size,
+             tiny_checkpoint=convert(str | None, paths.get("tiny_checkpoint"), "paths.tiny_checkpoint"),
+             checkpoint=convert(str | None, tree.get("checkpoint"), "checkpoint"))
+    return spec
+
+
+def spec_to_dict(spec: RunSpec) -> dict[str, Any]:
+    """The spec as plain JSON types (tuples -> lists, paths -> strings), for run directories and checkpoints."""
+    return _jsonable(dataclasses.asdict(spec))
+
+
+def convert(tp: Any, value: Any, key: str) -> Any:
+    """``value`` (plain YAML data) as type ``tp``: dataclasses field by field (unknown keys rejected, missing ones
+    defaulted), tuples from lists, ``Literal`` options, ``X | None``, and exact scalar types (an int is accepted as a
+    float; a bool is never a number). ``key`` is the full key path used in error messages."""
+    if dataclasses.is_dataclass(tp):
+        return _convert_dataclass(tp, value, key)
+    origin = get_origin(tp)
+    if origin is Literal:
+        return _convert_literal(get_args(tp), value, key)
+    if origin in (Union, types.UnionType):
+        return _convert_optional(get_args(tp), value, key)
+    if origin is tuple:
+        return _convert_tuple(get_args(tp), value, key)
+    return _convert_scalar(tp, value, key)
+
+
+def validate(spec: RunSpec, world_size: int = 1, tiny_checkpoint: str | None = None,
+             checkpoint: str | None = None) -> None:
+    """Cross-field rules and paths; raises :class:`ConfigError` naming the offending key(s)."""
+    _check_batches(spec.train, world_size)
+    _check_model(spec.model)
+    _check_sources(spec.data)
+    _check_paths(spec, tiny_checkpoint, checkpoint)
+
+
+# ------------------------------------------------------------------------------------------------- conversion
+
+
+def _resolved_tree(cfg: DictConfig) -> dict[str, Any]:
+    """Plain containers with every interpolation resolved (``hydra`` dropped: its ``${now:}`` and ``${hydra:}``
+    values resolve only inside a Hydra run and are not ours to read)."""
+    keys = [k for k in cfg if k != "hydra"]
+    try:
+        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        raise ConfigError(f"{err.full_key}: no value given (it is '???'); set it in the config or on the command "
+                          f"line, e.g. {err.full_key}=...") from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{getattr(err, 'full_key', '') or 'config'}: {err.msg}") from None
+
+
+def _convert_dataclass(cls: type, value: Any, key: str) -> Any:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping of {cls.__name__} fields, got {value!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    for name in value:
+        if name not in names:
+            raise ConfigError(_unknown_key_message(key, str(name), names))
+    kwargs = {name: convert(hints[name], value[name], f"{key}.{name}") for name in names if name in value}
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # the dataclass's own checks (__post_init__)
+        raise ConfigError(f"{_keys_named(err, key, names)}: {err}") from None
+
+
+def _convert_literal(options: tuple, value: Any, key: str) -> Any:
+    # `type(...) is` keeps True from passing for 1 and 1 for True
+    if any(type(value) is type(option) and value == option for option in options):
+        return value
+    raise ConfigError(f"{key}: {value!r} is not one of {list(options)}")
+
+
+def _convert_optional(options: tuple, value: Any, key: str) -> Any:
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{key}: a value is required (got null)")
+    non_null = [tp for tp in options if tp is not type(None)]
+    assert len(non_null) == 1, f"{key}: only `X | None` unions are supported, got {options}"
+    return convert(non_null[0], value, key)
+
+
+def _convert_tuple(args: tuple, value: Any, key: str) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list, got {value!r}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value))
+    if len(value) != len(args):
+        raise ConfigError(f"{key}: expected a list of {len(args)} values, got {len(value)}: {list(value)}")
+    return tuple(convert(tp, item, f"{key}[{i}]") for i, (tp, item) in enumerate(zip(args, value)))
+
+
+def _convert_scalar(tp: Any, value: Any, key: str) -> Any:
+    if tp is float and type(value) in (int, float):
+        return float(value)
+    if tp in (int, bool, str) and type(value) is tp:
+        return value
+    if tp is type(None) and value is None:
+        return None
+    assert tp in (int, float, bool, str, type(None)), f"{key}: unsupported field type {tp!r}"
+    raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _unknown_key_message(section: str, name: str, valid: list[str]) -> str:
+    full = f"{section}.{name}" if section else name
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown key '{full}'{hint} valid keys{f' of {section}' if section else ''}: {', '.join(valid)}"
+
+
+def _keys_named(err: ValueError, section: str, names: list[str]) -> str:
+    """Full keys of the fields a dataclass's error message mentions (the section itself when it mentions none)."""
+    mentioned = [name for name in names if re.search(rf"\b{re.escape(name)}\b", str(err))]
+    return ", ".join(f"{section}.{name}" for name in mentioned) or section
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# ------------------------------------------------------------------------------------------------- rules
+
+
+def _without_contrastive_if_no_bridge(spec: RunSpec) -> RunSpec:
+    if spec.model.bridge.enabled or spec.loss.contrastive == 0:
+        return spec
+    log.warning("model.bridge.enabled=false: loss.contrastive %s -> 0 (no bridging query to contrast)",
+                spec.loss.contrastive)
+    try:
+        loss = dataclasses.replace(spec.loss, contrastive=0.0)
+    except ValueError as err:
+        raise ConfigError(f"loss: {err} (loss.contrastive is 0 because model.bridge.enabled=false)") from None
+    return dataclasses.replace(spec, loss=loss)
+
+
+def _check_batches(train: TrainSpec, world_size: int) -> None:
+    assert world_size >= 1, f"world size {world_size}"
+    if train.micro_batch_size < 1:
+        raise ConfigError(f"train.micro_batch_size must be >= 1, got {train.micro_batch_size}")
+    per_step = train.micro_batch_size * world_size
+    if train.global_batch_size < per_step or train.global_batch_size % per_step:
+        raise ConfigError(
+            f"train.global_batch_size ({train.global_batch_size}) must be a positive multiple of "
+            f"train.micro_batch_size ({train.micro_batch_size}) x world size ({world_size}) = {per_step}: set "
+            f"train.global_batch_size={per_step * max(1, train.global_batch_size // per_step)} or change "
+            "train.micro_batch_size")
+    if train.max_steps < 1:
+        raise ConfigError(f"train.max_steps must be >= 1, got {train.max_steps}")
+    if train.zero_stage > 0 and train.engine != "deepspeed":
+        raise ConfigError(f"train.zero_stage={train.zero_stage} needs train.engine=deepspeed (got "
+                          f"{train.engine!r}); set train.zero_stage=0 or train.engine=deepspeed")
+
+
+def _check_model(model: BridgeSTGConfig) -> None:
+    if not model.backbone_layers:
+        raise ConfigError("model.backbone_layers is empty: list at least one LLM layer, e.g. [-1]")
+    if model.num_bridge_tokens < 1:
+        raise ConfigError(f"model.num_bridge_tokens must be >= 1, got {model.num_bridge_tokens}")
+    if model.decoder.num_layers < 1:
+        raise ConfigError(f"model.decoder.num_layers must be >= 1, got {model.decoder.num_layers}")
+    if not 0 < model.selection.keep_ratio <= 1:
+        raise ConfigError(f"model.selection.keep_ratio must be in (0, 1] (1 keeps every token), got "
+                          f"{model.selection.keep_ratio}")
+    if model.selection.num_positive < 1 or model.selection.num_negative < 0:
+        raise ConfigError("model.selection.num_positive must be >= 1 and model.selection.num_negative >= 0, got "
+                          f"{model.selection.num_positive} and {model.selection.num_negative}")
+    for key, heads in (("model.decoder.num_heads", model.decoder.num_heads),
+                       ("model.temporal.num_heads", model.temporal.num_heads)):
+        if heads < 1 or model.decoder_dim % heads:
+            raise ConfigError(f"{key} ({heads}) must divide model.decoder_dim ({model.decoder_dim})")
+    if model.backbone.llm == "lora" and model.backbone.lora_rank < 1:
+        raise ConfigError(f"model.backbone.lora_rank must be >= 1 with model.backbone.llm=lora, got "
+                          f"{model.backbone.lora_rank}")
+
+
+def _source_keys(data: DataSpec) -> list[tuple[str, SourceSpec]]:
+    keyed = [(f"data.train_sources[{i}]", s) for i, s in enumerate(data.train_sources)]
+    return keyed + ([("data.eval_source", data.eval_source)] if data.eval_source is not None else [])
+
+
+def _check_sources(data: DataSpec) -> None:
+    for key, source in _source_keys(data):
+        if source.weight < 0:
+            raise ConfigError(f"{key}.weight ({source.name}) must be >= 0, got {source.weight}")
+        if source.max_samples is not None and source.max_samples < 1:
+            raise ConfigError(f"{key}.max_samples ({source.name}) must be >= 1 or null, got {source.max_samples}")
+        if source.kind == "synthetic" and source.split not in data.synthetic.split_sizes:
+            raise ConfigError(f"{key}.split ({source.name}): synthetic splits are "
+                              f"{list(data.synthetic.split_sizes)}, got {source.split!r}")
+    if data.train_sources and not any(s.weight > 0 for s in data.train_sources):
+        raise ConfigError("data.train_sources: every weight is 0; give at least one source a positive weight")
+
+
+def _check_paths(spec: RunSpec, tiny_checkpoint: str | None, checkpoint: str | None) -> None:
+    backbone = spec.model.backbone.path
+    if not backbone:
+        raise ConfigError("model.backbone.path is empty: choose a preset (model/backbone=qwen2_vl_7b, ...) or set "
+                          "model.backbone.path to a local Qwen2-VL / Qwen2.5-VL checkpoint directory")
+    if not Path(backbone).exists() and not is_tiny_checkpoint(backbone, tiny_checkpoint):
+        raise ConfigError(f"model.backbone.path: {backbone} does not exist; download the checkpoint there (or set "
+                          "paths.checkpoints_dir / model.backbone.path), or use model/backbone=tiny")
+    for key, source in _source_keys(spec.data):
+        if source.kind == "synthetic":
+            continue
+        for field in ("annotations", "vidor_dir", "media_root"):
+            path = getattr(source, field)
+            if field == "vidor_dir" and path is None:
+                continue
+            if not path or not Path(path).exists():
+                raise ConfigError(f"{key}.{field} ({source.name}): {path or 'empty'} does not exist; see "
+                                  f"{DATA_README} for the expected layout, or set paths.data_dir")
+    if checkpoint is not None and not Path(checkpoint).exists():
+        raise ConfigError(f"checkpoint: {checkpoint} does not exist; pass a saved Bridge-STG model directory")
+
+
+def is_tiny_checkpoint(path: str, tiny_checkpoint: str | None) -> bool:
+    """Whether ``path`` names the engine-written tiny checkpoint (``paths.tiny_checkpoint``), compared as absolute
+    normalised paths so that ``runs/x`` and ``./runs/x`` agree."""
+    return bool(tiny_checkpoint) and Path(path).resolve() == Path(tiny_checkpoint).resolve()

@@ -1,0 +1,87 @@
+"""Objects a run needs, built from its typed spec: assets, records, datasets, model, collator, criterion."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from bridge_stg.annotations import load_annotations
+from bridge_stg.data.collate import GroundingCollator
+from bridge_stg.data.dataset import GroundingDataset, MixtureDataset
+from bridge_stg.data.sources import read_charades_sta, read_referring_jsonl
+from bridge_stg.data.synthetic import generate_benchmark, load_split
+from bridge_stg.engine.distributed import DistContext, barrier
+from bridge_stg.engine.specs import RunSpec, SourceSpec
+from bridge_stg.loss.criterion import GroundingCriterion
+from bridge_stg.model.bridge_stg import BridgeSTG
+from bridge_stg.model.tiny import save_tiny_checkpoint
+from bridge_stg.structures import SentenceRecord
+
+log = logging.getLogger(__name__)
+TINY_MARKER = "tiny_backbone"  # a backbone path whose folder has this name is created on first use
+
+
+def prepare_assets(spec: RunSpec, ctx: DistContext) -> None:
+    """Create what the embedded default generates on first use (tiny backbone, synthetic benchmark), on rank 0."""
+    if ctx.is_main:
+        path = Path(spec.model.backbone.path)
+        if path.name == TINY_MARKER and not (path / "config.json").is_file():
+            log.info("creating the tiny random backbone in %s", path)
+            save_tiny_checkpoint(path, hidden_size=64, num_layers=4)
+        sources = [*spec.data.train_sources, *([spec.data.eval_source] if spec.data.eval_source else [])]
+        if any(s.kind == "synthetic" for s in sources):
+            generate_benchmark(spec.data.synthetic, spec.data.synthetic_dir)
+    barrier()
+
+
+def load_records(source: SourceSpec, spec: RunSpec) -> list[SentenceRecord]:
+    """Sentence records of one source (synthetic: read back through the real VidSTG reader)."""
+    if source.kind == "synthetic":
+        records = [dataclasses.replace(r, dataset="synthetic", sentence_type=None)
+                   for r in load_split(spec.data.synthetic_dir, source.split)]
+    elif source.kind == "charades":
+        records = read_charades_sta(source.annotations, source.media_root)
+    elif source.kind == "refcoco":
+        records = read_referring_jsonl(source.annotations)
+    else:
+        records, report = load_annotations(source.annotations, source.kind, vidor_dir=source.vidor_dir,
+                                           exclude_videos=source.exclude_videos, skip_invalid=source.skip_invalid)
+        if report.excluded or report.skipped:
+            log.info("%s", report.summary())
+    return records[: source.max_samples] if source.max_samples else records
+
+
+def media_root(source: SourceSpec, spec: RunSpec) -> Path:
+    return Path(spec.data.synthetic_dir) / "videos" if source.kind == "synthetic" else Path(source.media_root)
+
+
+def build_train_dataset(spec: RunSpec) -> MixtureDataset:
+    sources = {}
+    for src in spec.data.train_sources:
+        ds = GroundingDataset(load_records(src, spec), media_root(src, spec), spec.data.train_budget, source=src.name,
+                              train=True, seed=spec.train.seed, skip_bad_videos=spec.data.skip_bad_videos)
+        sources[src.name] = (ds, src.weight)
+    length = spec.data.samples_per_epoch or sum(len(ds) for ds, _ in sources.values())
+    return MixtureDataset(sources, length=length, seed=spec.train.seed)
+
+
+def build_eval_dataset(spec: RunSpec) -> GroundingDataset:
+    src = spec.data.eval_source
+    if src is None:
+        raise ValueError("data.eval_source is not set: nothing to evaluate")
+    return GroundingDataset(load_records(src, spec), media_root(src, spec), spec.data.eval_budget, source=src.name,
+                            skip_bad_videos=spec.data.skip_bad_videos)
+
+
+def build_model(spec: RunSpec) -> BridgeSTG:
+    return BridgeSTG(spec.model)
+
+
+def build_collator(model: BridgeSTG, spec: RunSpec) -> GroundingCollator:
+    return GroundingCollator(model.backbone.processor, model.tokens, model.backbone.family,
+                             timestamps=spec.data.timestamps)
+
+
+def build_criterion(spec: RunSpec) -> GroundingCriterion:
+    return GroundingCriterion(spec.loss)

@@ -1,0 +1,156 @@
+"""Distributed inference over a split -> tubes -> prediction files -> metrics -> table.
+
+The split is cut into fixed batches of consecutive sentences and rank r predicts batches ``r, r + world, ...``: no
+sampler padding (nothing duplicated or dropped), and every sentence meets the same batch companions whatever the
+number of ranks, so 1 and N ranks produce identical predictions. Ranks with fewer batches run dummy batches whose
+outputs are discarded, so that collective operations (ZeRO-3 parameter gathering) stay aligned. Rank 0 gathers,
+checks that every sentence was predicted exactly once, writes the predictions in both formats and scores them with
+the evaluation toolkit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from bridge_stg.cli.score import format_summary
+from bridge_stg.data.collate import GroundingCollator
+from bridge_stg.data.dataset import GroundingDataset, SkippedSample, drop_skipped
+from bridge_stg.engine.distributed import DistContext, all_gather_objects
+from bridge_stg.engine.specs import RunSpec
+from bridge_stg.eval.metrics import PredictionTable, score, summarize
+from bridge_stg.eval.postprocess import tube_from_prediction
+from bridge_stg.eval.prediction_files import write_reference, write_tubes
+from bridge_stg.eval.protocols import Protocol, build_targets, get_protocol
+from bridge_stg.model.bridge_stg import BridgeSTG
+from bridge_stg.structures import SentenceRecord, TubePrediction
+
+log = logging.getLogger(__name__)
+
+
+def target_frame_ids(record: SentenceRecord, protocol: Protocol) -> np.ndarray:
+    """The frames on which the protocol needs a predicted box."""
+    if protocol.dense_frames:
+        return np.arange(record.segment[0], record.segment[1], dtype=np.int64)
+    return protocol.eval_frame_ids(record)
+
+
+def _to_tube(pred: dict, sample, record: SentenceRecord, protocol: Protocol, fill: str) -> TubePrediction:
+    return tube_from_prediction(
+        record.sentence_id, pred["span_idx"], sample.frame_ids, record.segment[1], pred["decoded_frames"],
+        pred["boxes_cxcywh01"], sample.orig_size, target_frame_ids(record, protocol), fill=fill)
+
+
+def predict_split(model: BridgeSTG, dataset: GroundingDataset, collator: GroundingCollator, spec: RunSpec,
+                  ctx: DistContext) -> list[TubePrediction] | None:
+    """Tubes of every sentence of ``dataset`` on rank 0 (sorted by sentence id); None on other ranks."""
+    protocol = get_protocol(spec.eval.protocol, spec.eval.thresholds)
+    batch_size = spec.eval.batch_size
+    all_batches = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
+    mine = all_batches[ctx.rank::ctx.world_size]
+    num_batches = math.ceil(len(all_batches) / ctx.world_size)
+    shard = [i for b in mine for i in b]
+    loader = DataLoader(Subset(dataset, shard), batch_sampler=_consecutive(mine), num_workers=spec.data.num_workers,
+                        collate_fn=list)
+    tubes, skipped, last = [], [], None
+    batches = iter(loader)
+    for b in range(num_batches):
+        indices = mine[b] if b < len(mine) else []
+        items = next(batches, [])
+        kept = [(i, x) for i, x in zip(indices, items) if not isinstance(x, SkippedSample)]
+        skipped.extend(x.sample_id for x in items if isinstance(x, SkippedSample))
+        samples = [x for _, x in kept]
+        if samples:
+            last = samples[-1:]
+        preds = model.predict(collator(samples or last or _first_readable(dataset)).to(ctx.device))
+        for pred, (i, sample) in zip(preds, kept):
+            tubes.append(_to_tube(pred, sample, dataset.records[i], protocol, spec.eval.box_fill))
+    gathered = all_gather_objects((tubes, skipped))
+    if not ctx.is_main:
+        return None
+    all_tubes = sorted((t for part, _ in gathered for t in part), key=lambda t: t.sentence_id)
+    all_skipped = [s for _, part in gathered for s in part]
+    ids = [t.sentence_id for t in all_tubes]
+    assert len(ids) == len(set(ids)), "a sentence was predicted twice"
+    if all_skipped:
+        log.warning("%d samples skipped (unreadable videos): %s", len(all_skipped), all_skipped[:10])
+    return all_tubes
+
+
+def _consecutive(batches: list[list[int]]) -> list[list[int]]:
+    """Batches as positions into the rank's own subset."""
+    out, start = [], 0
+    for b in batches:
+        out.append(list(range(start, start + len(b))))
+        start += len(b)
+    return out
+
+
+def _first_readable(dataset: GroundingDataset) -> list:
+    for i in range(len(dataset)):
+        kept, _ = drop_skipped([dataset[i]])
+        if kept:
+            return kept
+    raise RuntimeError("no sample of the evaluation split can be read")
+
+
+def score_tubes(tubes: list[TubePrediction], records: list[SentenceRecord], spec: RunSpec, out_dir: Path,
+                name: str) -> dict:
+    """Write predictions (tube JSONL + reference JSON), score them, write ``metrics.json``; return the metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_tubes(out_dir / "predictions.jsonl", tubes)
+    write_reference(out_dir / "predictions_reference.json", tubes,
+                    {r.sentence_id: r.sentence_type for r in records})
+    protocol = get_protocol(spec.eval.protocol, spec.eval.thresholds)
+    scores = score(build_targets(records, protocol), PredictionTable.from_tubes(tubes), missing_as_zero=True)
+    metrics = summarize(scores)
+    src = spec.data.eval_source
+    metrics.update(dataset=records[0].dataset if records else src.kind, split=src.split, name=name,
+                   experiment=spec.experiment)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def evaluate(model: BridgeSTG, dataset: GroundingDataset, collator: GroundingCollator, spec: RunSpec,
+             ctx: DistContext, out_dir: Path, name: str) -> dict | None:
+    """Predict, gather and score a split; metrics on rank 0, None elsewhere."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        tubes = predict_split(model, dataset, collator, spec, ctx)
+    model.train(was_training)
+    if tubes is None:
+        return None
+    metrics = score_tubes(tubes, dataset.records, spec, out_dir, name)
+    log.info("evaluation on %s/%s:\n%s", spec.data.eval_source.name, spec.data.eval_source.split,
+             format_summary(metrics))
+    return metrics
+
+
+def run(spec: RunSpec, checkpoint: str | Path | None = None) -> dict | None:
+    """Evaluate a saved model (``checkpoint``: a directory written by ``BridgeSTG.save_pretrained``)."""
+    from bridge_stg.engine.components import build_collator, build_eval_dataset, prepare_assets
+    from bridge_stg.engine.distributed import init_distributed, shutdown
+    from bridge_stg.engine.run_logging import setup_logging
+
+    ctx = init_distributed()
+    try:
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        setup_logging(spec.run_dir, ctx.rank)
+        if checkpoint is None:
+            raise ValueError("pass checkpoint=<directory of a saved model> (e.g. runs/<experiment>/<time>/model)")
+        prepare_assets(spec, ctx)
+        model = BridgeSTG.from_pretrained(checkpoint).to(ctx.device)
+        metrics = evaluate(model, build_eval_dataset(spec), build_collator(model, spec), spec, ctx,
+                           spec.run_dir / "eval", name=Path(checkpoint).parent.name)
+        if metrics is not None:
+            print(format_summary(metrics))
+        return metrics
+    finally:
+        shutdown()
