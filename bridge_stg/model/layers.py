@@ -41,3 +41,52 @@ class MLP(nn.Module):
             if i < len(self.layers) - 1:
                 x = nn.functional.gelu(x)
         return x
+
+
+class Attention(nn.Module):
+    """Multi-head attention whose projections are called as modules.
+
+    ``nn.MultiheadAttention`` reads ``out_proj.weight`` without calling ``out_proj``, which ZeRO-3 never gathers;
+    calling every ``nn.Linear`` keeps the heads trainable under any DeepSpeed stage.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads, self.dropout = num_heads, dropout
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``query [N, Lq, d]``, ``key/value [N, Lk, d]``, ``key_padding_mask [N, Lk]`` (True = ignore)."""
+        n, lq, d = query.shape
+        h = self.num_heads
+
+        def heads(x):
+            return x.view(n, -1, h, d // h).transpose(1, 2)
+
+        mask = None
+        if key_padding_mask is not None:
+            # a row whose keys are all padding attends to all of them instead of none (NaN); its output is ignored
+            ignore = key_padding_mask & ~key_padding_mask.all(dim=-1, keepdim=True)
+            mask = ~ignore[:, None, None, :]
+        q, k, v = heads(self.q(query)), heads(self.k(key)), heads(self.v(value))
+        out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                         dropout_p=self.dropout if self.training else 0.0)
+        return self.out(out.transpose(1, 2).reshape(n, lq, d))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm transformer encoder layer (self-attention + GELU FFN) built on :class:`Attention`."""
+
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.attn = Attention(dim, num_heads, dropout)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, key_padding_mask)
+        return x + self.ffn(self.norm2(x))

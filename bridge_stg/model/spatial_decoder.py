@@ -17,15 +17,15 @@ import torch
 from torch import nn
 
 from bridge_stg.model.config import DecoderConfig
-from bridge_stg.model.layers import MLP
+from bridge_stg.model.layers import MLP, Attention
 
 
 class DecoderLayer(nn.Module):
     def __init__(self, dim: int, cfg: DecoderConfig):
         super().__init__()
         self.inject = nn.Linear(dim, dim)
-        self.self_attn = nn.MultiheadAttention(dim, cfg.num_heads, dropout=cfg.dropout, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(dim, cfg.num_heads, dropout=cfg.dropout, batch_first=True)
+        self.self_attn = Attention(dim, cfg.num_heads, cfg.dropout)
+        self.cross_attn = Attention(dim, cfg.num_heads, cfg.dropout)
         self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim), nn.GELU(), nn.Linear(cfg.ffn_dim, dim))
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
 
@@ -33,13 +33,10 @@ class DecoderLayer(nn.Module):
         b, f, k, d = tokens_BFkd.shape
         q = q_BFd + self.inject(bridge_Bd)[:, None]
         h = self.norms[0](q)
-        q = q + self.self_attn(h, h, h, key_padding_mask=~frame_mask_BF, need_weights=False)[0]
+        q = q + self.self_attn(h, h, h, key_padding_mask=~frame_mask_BF)
         h = self.norms[1](q).reshape(b * f, 1, d)
-        # a padded frame has no valid token: let it attend to everything rather than to nothing (NaN); ignored later
-        kpm = ~token_mask_BFk.reshape(b * f, k)
-        kpm = kpm & ~kpm.all(dim=1, keepdim=True)
         kv = tokens_BFkd.reshape(b * f, k, d)
-        q = q + self.cross_attn(h, kv, kv, key_padding_mask=kpm, need_weights=False)[0].reshape(b, f, d)
+        q = q + self.cross_attn(h, kv, kv, key_padding_mask=~token_mask_BFk.reshape(b * f, k)).reshape(b, f, d)
         return q + self.ffn(self.norms[2](q))
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from bridge_stg.model.config import TemporalHeadConfig
-from bridge_stg.model.layers import sinusoidal
+from bridge_stg.model.layers import EncoderLayer, sinusoidal
 
 FRAMES_PER_CHUNK = 2
 
@@ -27,9 +27,7 @@ class TemporalHead(nn.Module):
         self.layer_logits = nn.Parameter(torch.zeros(num_layers_read))
         self.proj = nn.Sequential(nn.LayerNorm(llm_dim), nn.Linear(llm_dim, dim))
         self.motion = nn.Linear(2 * dim, dim) if cfg.motion_cue else None
-        layer = nn.TransformerEncoderLayer(dim, cfg.num_heads, 4 * dim, dropout=0.0, batch_first=True,
-                                           norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
+        self.encoder = nn.ModuleList(EncoderLayer(dim, cfg.num_heads, 4 * dim) for _ in range(cfg.num_layers))
         self.out = nn.Linear(dim, FRAMES_PER_CHUNK * 3)
 
     def forward(self, frame_query_BCSD: torch.Tensor, chunk_mask_BC: torch.Tensor,
@@ -44,7 +42,8 @@ class TemporalHead(nn.Module):
             x = x + self.motion(torch.cat([x, x - prev], dim=-1))
         chunks = torch.arange(x.shape[1], device=x.device)
         x = x + sinusoidal(chunks, self.dim)[None]
-        x = self.encoder(x, src_key_padding_mask=~chunk_mask_BC)
+        for layer in self.encoder:
+            x = layer(x, key_padding_mask=~chunk_mask_BC)
         b, c, _ = x.shape
         logits = self.out(x).view(b, c, FRAMES_PER_CHUNK, 3).reshape(b, c * FRAMES_PER_CHUNK, 3)
         return logits, x
