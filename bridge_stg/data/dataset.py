@@ -142,7 +142,8 @@ class MixtureDataset(Dataset):
 
     The epoch's schedule draws ``length`` (source, index) pairs with probabilities proportional to the weights,
     deterministically from (seed, epoch); each source is walked through a per-epoch permutation so that nothing is
-    drawn twice before the whole source has been seen.
+    drawn twice before the whole source has been seen. An index ``>= length`` addresses a later epoch
+    (``epoch * length + i``), so that persistent data-loader workers follow epochs without being restarted.
     """
 
     def __init__(self, sources: dict[str, tuple[Dataset, float]], length: int, seed: int = 0):
@@ -161,6 +162,7 @@ class MixtureDataset(Dataset):
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         rng = np.random.default_rng([self.seed, epoch])
         which = rng.choice(len(self.datasets), size=self.length, p=self.probs)
         local = np.empty(self.length, dtype=np.int64)
@@ -180,5 +182,8 @@ class MixtureDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int):
+        epoch, index = divmod(index, self.length)
+        if epoch != self.epoch:
+            self.set_epoch(epoch)
         s, i = self.schedule[index]
         return self.datasets[s][int(i)]

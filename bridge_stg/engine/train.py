@@ -2,7 +2,7 @@
 
 Per optimizer step each rank consumes ``accumulation`` micro-batches. The data order is a function of
 ``(seed, epoch)`` (the mixture's schedule) and each rank reads the indices ``rank, rank + world, ...`` of it, so a
-resumed run skips exactly the micro-batches it had consumed and continues bit for bit (given the same world size).
+resumed run starts at exactly the micro-batch it had reached and continues bit for bit (given the same world size).
 """
 
 from __future__ import annotations
@@ -28,18 +28,24 @@ log = logging.getLogger(__name__)
 
 
 class ShardSampler(Sampler[int]):
-    """Indices ``rank, rank + world, ...`` of a dataset truncated to a multiple of the world size, from ``start``."""
+    """This rank's share of every epoch, endlessly, from a given micro-batch on.
 
-    def __init__(self, length: int, rank: int, world_size: int):
-        self.indices = list(range(rank, length - length % world_size, world_size))
-        self.start = 0
+    Epoch ``e`` contributes the indices ``e * length + (rank, rank + world, ...)`` (the dataset truncated to a
+    multiple of the world size); :class:`~bridge_stg.data.dataset.MixtureDataset` maps them back to its epoch's
+    schedule, so persistent workers need no restart between epochs.
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int, start: int = 0):
+        self.length = length
+        self.shard = list(range(rank, length - length % world_size, world_size))
+        self.start = start  # positions of this rank's stream already consumed
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices[self.start:])
-
-    def __len__(self) -> int:
-        return len(self.indices) - self.start
-
+        epoch, offset = divmod(self.start, len(self.shard))
+        while True:
+            for i in self.shard[offset:]:
+                yield epoch * self.length + i
+            epoch, offset = epoch + 1, 0
 
 class SkippingCollator:
     """Collates the readable samples of a micro-batch and reports the skipped ones alongside."""
@@ -93,9 +99,7 @@ class Trainer:
         self.eval_set = components.build_eval_dataset(spec) if spec.data.eval_source else None
         self.accumulation = spec.train.global_batch_size // (spec.train.micro_batch_size * ctx.world_size)
         self.backend = make_backend(self.task, spec, ctx, self.accumulation)
-        self.sampler = ShardSampler(len(self.train_set), ctx.rank, ctx.world_size)
-        self.micro_per_epoch = len(self.sampler) // spec.train.micro_batch_size
-        if self.micro_per_epoch == 0:
+        if len(self.train_set) // ctx.world_size < spec.train.micro_batch_size:
             raise ValueError(f"{len(self.train_set)} training samples cannot fill one micro-batch of "
                              f"{spec.train.micro_batch_size} on each of {ctx.world_size} ranks")
         self.state = TrainState()
@@ -115,36 +119,38 @@ class Trainer:
         progress = self._progress()
         window: list[dict[str, float]] = []
         last_batch = None
+        batches = iter(self._batches())
         while self.state.step < spec.train.max_steps:
-            for batch, skipped in self._epoch_batches():
-                if skipped:
-                    log.warning("skipped unreadable samples: %s", [s.sample_id for s in skipped])
-                if batch is None:  # every sample of this micro-batch was unreadable: repeat the last one, no effect
-                    batch = last_batch
-                last_batch = batch
-                window.append(self._micro_step(batch.to(self.ctx.device)))
-                if self.state.micro_steps % self.accumulation:
-                    continue
-                grad_norm = self.backend.optimizer_step()
-                self.state.step += 1
-                if progress is not None:
-                    progress.update(1)
-                self._after_step(window, grad_norm)
-                window = []
-                if self.state.step >= spec.train.max_steps:
-                    break
+            batch, skipped = next(batches)
+            if skipped:
+                log.warning("skipped unreadable samples: %s", [s.sample_id for s in skipped])
+            if batch is None:  # no readable sample: repeat the last micro-batch so that every rank still steps
+                if last_batch is None:
+                    raise RuntimeError("the first micro-batch has no readable sample; see the skipped videos above")
+                batch = last_batch
+            last_batch = batch
+            window.append(self._micro_step(batch.to(self.ctx.device)))
+            if self.state.micro_steps % self.accumulation:
+                continue
+            grad_norm = self.backend.optimizer_step()
+            self.state.step += 1
+            if progress is not None:
+                progress.update(1)
+            self._after_step(window, grad_norm)
+            window = []
         if progress is not None:
             progress.close()
         return self._finish()
 
-    def _epoch_batches(self):
-        epoch, offset = divmod(self.state.micro_steps, self.micro_per_epoch)
-        self.train_set.set_epoch(epoch)
-        self.sampler.start = offset * self.spec.train.micro_batch_size
-        loader = DataLoader(self.train_set, batch_size=self.spec.train.micro_batch_size, sampler=self.sampler,
-                            num_workers=self.spec.data.num_workers, collate_fn=SkippingCollator(self.collator),
-                            drop_last=True)
-        yield from loader
+    def _batches(self):
+        """Micro-batches from the first one not yet consumed, endlessly (workers persist across epochs)."""
+        micro = self.spec.train.micro_batch_size
+        sampler = ShardSampler(len(self.train_set), self.ctx.rank, self.ctx.world_size,
+                               start=self.state.micro_steps * micro)
+        workers = self.spec.data.num_workers
+        return DataLoader(self.train_set, batch_size=micro, sampler=sampler, num_workers=workers,
+                          collate_fn=SkippingCollator(self.collator), persistent_workers=workers > 0,
+                          prefetch_factor=4 if workers else None)
 
     def _micro_step(self, batch) -> dict[str, float]:
         seed = _seed_for(self.spec.train.seed, self.state.micro_steps, self.ctx.rank)

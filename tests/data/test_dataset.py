@@ -126,9 +126,8 @@ def test_mixture_follows_weights_deterministically_and_covers_sources():
     assert 0.72 < share < 0.78
     a_indices = [i for name, i in first if name == "a"]
     assert sorted(a_indices[:10]) == list(range(10))  # a whole pass over a source before repeating
-    mix.set_epoch(0)
-    assert [mix[i] for i in range(len(mix))] == first
-    mix.set_epoch(1)
-    assert [mix[i] for i in range(len(mix))] != first
+    second = [mix[len(mix) + i] for i in range(len(mix))]  # index epoch * length + i addresses a later epoch
+    assert second != first and mix.epoch == 1
+    assert [mix[i] for i in range(len(mix))] == first  # and back: the schedule is a function of (seed, epoch)
     with pytest.raises(ValueError, match="weights"):
         MixtureDataset({"a": (_Constant("a", 1), -1.0)}, length=3)
