@@ -58,7 +58,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 from bridge_stg.annotations import load_annotations, write_hcstvg, write_vidstg_official
@@ -601,6 +600,8 @@ def encode_mp4(path: Path, frames_rgb: np.ndarray, fps: float, crf: int, gop: in
 
     One x264 thread makes the bytes deterministic. The file appears atomically (written beside, then renamed).
     """
+    import av  # lazily: the config types of this module are imported where PyAV is not needed
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with av.open(str(tmp), mode="w", format="mp4") as container:

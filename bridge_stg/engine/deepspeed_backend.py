@@ -6,6 +6,7 @@ on CPU JIT-builds a shared-memory op (~40 s, cached); ``BRIDGE_STG_DS_SKIP_SHM=1
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -25,9 +26,8 @@ def _import_deepspeed():
     import deepspeed
 
     if os.environ.get("BRIDGE_STG_DS_SKIP_SHM") == "1":
-        import deepspeed.comm.torch as ds_torch_comm
-
-        ds_torch_comm.build_shm_op = lambda: None
+        # `import deepspeed.comm.torch as x` binds the torch package itself (deepspeed.comm re-exports it)
+        importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
     return deepspeed
 
 
@@ -57,6 +57,9 @@ def deepspeed_config(spec: RunSpec, accumulation: int) -> dict:
 
 class DeepSpeedBackend:
     def __init__(self, task: GroundingTask, spec: RunSpec, ctx: DistContext, accumulation: int):
+        if spec.train.precision == "bf16" and ctx.device.type != "cuda":
+            raise ValueError("train.precision=bf16 with train.engine=deepspeed needs a CUDA device (CPU autocast keeps "
+                             "LayerNorm in bf16 and the cast model fails); use train.precision=fp32 on CPU")
         self.deepspeed = _import_deepspeed()
         self.ctx = ctx
         self.task = task
