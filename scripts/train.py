@@ -1,25 +1,15 @@
 """Train Bridge-STG: ``python scripts/train.py [experiment=<name>] [overrides]`` (no arguments: the embedded
 synthetic run on CPU). Under torchrun pass ``hydra.run.dir=...`` so that every rank uses the same run directory."""
 
-import os
-import sys
-from pathlib import Path
-
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from bridge_stg.engine.builder import ConfigError, build_spec
+from bridge_stg.engine.builder import spec_for_entry_point
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        spec = build_spec(cfg, Path(HydraConfig.get().runtime.output_dir),
-                          world_size=int(os.environ.get("WORLD_SIZE", 1)))
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    spec = spec_for_entry_point(cfg)
     from bridge_stg.engine.train import run  # heavy imports only once the config is known to be valid
 
     run(spec)

@@ -288,3 +288,19 @@ def _check_paths(spec: RunSpec, checkpoint: str | None) -> None:
     if checkpoint is not None and not Path(checkpoint).exists():
         raise ConfigError(f"checkpoint: {checkpoint} does not exist; pass a saved Bridge-STG model directory")
 
+
+
+def spec_for_entry_point(cfg: DictConfig) -> RunSpec:
+    """The spec of a Hydra entry point's config (run directory from Hydra, world size from torchrun); a
+    :class:`ConfigError` prints ``error: <message>`` and exits with status 2 instead of a traceback."""
+    import os
+    import sys
+
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return build_spec(cfg, Path(HydraConfig.get().runtime.output_dir),
+                          world_size=int(os.environ.get("WORLD_SIZE", 1)))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
