@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from bridge_stg.data.answers import format_answer
 from bridge_stg.data.frames import FrameBudget, fit_to_pixel_budget, resize_frames, select_frames
 from bridge_stg.data.video_io import VideoReadError, read_frames
 from bridge_stg.ops.sampling import span_to_indices
@@ -64,10 +65,13 @@ class GroundingDataset(Dataset):
 
     With ``skip_bad_videos`` an unreadable, missing or short video yields a :class:`SkippedSample` (dropped and
     counted by the collation step) instead of raising :class:`~bridge_stg.data.video_io.VideoReadError`.
+    With ``with_answers`` every sample with a span and at least one box gets its text target ``answer``
+    (:func:`~bridge_stg.data.answers.format_answer`: what the coupled baseline learns to write); others get none.
     """
 
     def __init__(self, records: Sequence[SentenceRecord], media_root: str | Path, budget: FrameBudget,
-                 source: str, train: bool = False, seed: int = 0, skip_bad_videos: bool = False):
+                 source: str, train: bool = False, seed: int = 0, skip_bad_videos: bool = False,
+                 with_answers: bool = False):
         self.records = list(records)
         self.media_root = Path(media_root)
         self.budget = budget
@@ -75,6 +79,7 @@ class GroundingDataset(Dataset):
         self.train = train
         self.seed = seed
         self.skip_bad_videos = skip_bad_videos
+        self.with_answers = with_answers
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -112,12 +117,13 @@ class GroundingDataset(Dataset):
             span = span_to_indices(tube, frame_ids)
         boxes, mask = boxes_on_frames(record, frame_ids, tube if tube is not None else (0, 1))
         fps = record.fps if task == "image" else effective_fps(frame_ids, record.fps)
+        answer = format_answer(span, boxes, mask) if self.with_answers and span is not None and mask.any() else None
         return GroundingSample(
             sample_id=sample_id, source=self.source, task=task, sentence_id=record.sentence_id, query=record.query,
             frames=resize_frames(frames, size), frame_ids=frame_ids,
             timestamps_s=(frame_ids - record.segment[0]) / max(record.fps, 1e-6) if task != "image"
             else np.zeros(2), fps=fps, orig_size=(record.height, record.width), span=span,
-            boxes_cxcywh01=boxes, box_mask=mask)
+            boxes_cxcywh01=boxes, box_mask=mask, answer=answer)
 
 
 def _read_image(path: Path) -> np.ndarray:

@@ -15,6 +15,7 @@ from bridge_stg.engine.distributed import DistContext, barrier
 from bridge_stg.engine.specs import RunSpec, SourceSpec
 from bridge_stg.loss.criterion import GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG
+from bridge_stg.model.coupled import CoupledBaseline, is_coupled_checkpoint
 from bridge_stg.model.tiny import is_tiny_checkpoint, save_tiny_checkpoint
 from bridge_stg.structures import SentenceRecord
 
@@ -59,7 +60,8 @@ def build_train_dataset(spec: RunSpec) -> MixtureDataset:
     sources = {}
     for src in spec.data.train_sources:
         ds = GroundingDataset(load_records(src, spec), media_root(src, spec), spec.data.train_budget, source=src.name,
-                              train=True, seed=spec.train.seed, skip_bad_videos=spec.data.skip_bad_videos)
+                              train=True, seed=spec.train.seed, skip_bad_videos=spec.data.skip_bad_videos,
+                              with_answers=spec.data.answers)
         sources[src.name] = (ds, src.weight)
     length = spec.data.samples_per_epoch or sum(len(ds) for ds, _ in sources.values())
     return MixtureDataset(sources, length=length, seed=spec.train.seed)
@@ -70,16 +72,29 @@ def build_eval_dataset(spec: RunSpec) -> GroundingDataset:
     if src is None:
         raise ValueError("data.eval_source is not set: nothing to evaluate")
     return GroundingDataset(load_records(src, spec), media_root(src, spec), spec.data.eval_budget, source=src.name,
-                            skip_bad_videos=spec.data.skip_bad_videos)
+                            skip_bad_videos=spec.data.skip_bad_videos, with_answers=spec.data.answers)
 
 
-def build_model(spec: RunSpec) -> BridgeSTG:
+def build_model(spec: RunSpec) -> BridgeSTG | CoupledBaseline:
+    """The model ``model.kind`` names; the coupled baseline needs text answers (``data.answers=true``)."""
+    if spec.model.kind == "coupled":
+        if not spec.data.answers:
+            raise ValueError("model.kind=coupled learns to write span and boxes as text: set data.answers=true")
+        return CoupledBaseline(spec.model)
     return BridgeSTG(spec.model)
 
 
-def build_collator(model: BridgeSTG, spec: RunSpec) -> GroundingCollator:
+def load_model(directory: str | Path) -> BridgeSTG | CoupledBaseline:
+    """A saved model of either kind (``save_pretrained`` output), recognised by its config file."""
+    return CoupledBaseline.from_pretrained(directory) if is_coupled_checkpoint(directory) else \
+        BridgeSTG.from_pretrained(directory)
+
+
+def build_collator(model: BridgeSTG | CoupledBaseline, spec: RunSpec) -> GroundingCollator:
+    """One collator for training and evaluation. The coupled baseline's appends the answers (LM labels, right
+    padding); its ``predict`` strips them and left-pads the prompts itself."""
     return GroundingCollator(model.backbone.processor, model.tokens, model.backbone.family,
-                             timestamps=spec.data.timestamps)
+                             timestamps=spec.data.timestamps, with_answers=isinstance(model, CoupledBaseline))
 
 
 def build_criterion(spec: RunSpec) -> GroundingCriterion:

@@ -48,8 +48,12 @@ def _to_tube(pred: dict, sample, record: SentenceRecord, protocol: Protocol, fil
 
 
 def predict_split(model: BridgeSTG, dataset: GroundingDataset, collator: GroundingCollator, spec: RunSpec,
-                  ctx: DistContext) -> list[TubePrediction] | None:
-    """Tubes of every sentence of ``dataset`` on rank 0 (sorted by sentence id); None on other ranks."""
+                  ctx: DistContext, counts: dict | None = None) -> list[TubePrediction] | None:
+    """Tubes of every sentence of ``dataset`` on rank 0 (sorted by sentence id); None on other ranks.
+
+    When predictions carry ``malformed`` (coupled baseline: a generation that did not parse, scored as a miss),
+    rank 0 adds their total over the split to ``counts["malformed_generations"]``.
+    """
     protocol = get_protocol(spec.eval.protocol, spec.eval.thresholds)
     batch_size = spec.eval.batch_size
     all_batches = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
@@ -58,7 +62,7 @@ def predict_split(model: BridgeSTG, dataset: GroundingDataset, collator: Groundi
     shard = [i for b in mine for i in b]
     loader = DataLoader(Subset(dataset, shard), batch_sampler=_consecutive(mine), num_workers=spec.data.num_workers,
                         collate_fn=list)
-    tubes, skipped, last = [], [], None
+    tubes, skipped, last, malformed = [], [], None, None
     batches = iter(loader)
     for b in range(num_batches):
         indices = mine[b] if b < len(mine) else []
@@ -71,11 +75,16 @@ def predict_split(model: BridgeSTG, dataset: GroundingDataset, collator: Groundi
         preds = model.predict(collator(samples or last or _first_readable(dataset)).to(ctx.device))
         for pred, (i, sample) in zip(preds, kept):
             tubes.append(_to_tube(pred, sample, dataset.records[i], protocol, spec.eval.box_fill))
-    gathered = all_gather_objects((tubes, skipped))
+            if "malformed" in pred:
+                malformed = (malformed or 0) + int(pred["malformed"])
+    gathered = all_gather_objects((tubes, skipped, malformed))
     if not ctx.is_main:
         return None
-    all_tubes = sorted((t for part, _ in gathered for t in part), key=lambda t: t.sentence_id)
-    all_skipped = [s for _, part in gathered for s in part]
+    all_tubes = sorted((t for part, _, _ in gathered for t in part), key=lambda t: t.sentence_id)
+    all_skipped = [s for _, part, _ in gathered for s in part]
+    rank_counts = [m for _, _, m in gathered if m is not None]
+    if rank_counts and counts is not None:
+        counts["malformed_generations"] = sum(rank_counts)
     ids = [t.sentence_id for t in all_tubes]
     assert len(ids) == len(set(ids)), "a sentence was predicted twice"
     if all_skipped:
@@ -101,8 +110,9 @@ def _first_readable(dataset: GroundingDataset) -> list:
 
 
 def score_tubes(tubes: list[TubePrediction], records: list[SentenceRecord], spec: RunSpec, out_dir: Path,
-                name: str) -> dict:
-    """Write predictions (tube JSONL + reference JSON), score them, write ``metrics.json``; return the metrics."""
+                name: str, extra: dict | None = None) -> dict:
+    """Write predictions (tube JSONL + reference JSON), score them, write ``metrics.json`` (with ``extra`` entries
+    added); return the metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tubes(out_dir / "predictions.jsonl", tubes)
     write_reference(out_dir / "predictions_reference.json", tubes,
@@ -112,7 +122,7 @@ def score_tubes(tubes: list[TubePrediction], records: list[SentenceRecord], spec
     metrics = summarize(scores)
     src = spec.data.eval_source
     metrics.update(dataset=records[0].dataset if records else src.kind, split=src.split, name=name,
-                   experiment=spec.experiment)
+                   experiment=spec.experiment, **(extra or {}))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -122,20 +132,23 @@ def evaluate(model: BridgeSTG, dataset: GroundingDataset, collator: GroundingCol
     """Predict, gather and score a split; metrics on rank 0, None elsewhere."""
     was_training = model.training
     model.eval()
+    counts: dict = {}
     with torch.no_grad():
-        tubes = predict_split(model, dataset, collator, spec, ctx)
+        tubes = predict_split(model, dataset, collator, spec, ctx, counts)
     model.train(was_training)
     if tubes is None:
         return None
-    metrics = score_tubes(tubes, dataset.records, spec, out_dir, name)
+    metrics = score_tubes(tubes, dataset.records, spec, out_dir, name, counts)
     log.info("evaluation on %s/%s:\n%s", spec.data.eval_source.name, spec.data.eval_source.split,
              format_summary(metrics))
+    if "malformed_generations" in metrics:
+        log.info("malformed generations (scored as misses): %d of %d", metrics["malformed_generations"], len(tubes))
     return metrics
 
 
 def run(spec: RunSpec, checkpoint: str | Path | None = None) -> dict | None:
-    """Evaluate a saved model (``checkpoint``: a directory written by ``BridgeSTG.save_pretrained``)."""
-    from bridge_stg.engine.components import build_collator, build_eval_dataset, prepare_assets
+    """Evaluate a saved model (``checkpoint``: a directory written by ``save_pretrained`` of either model kind)."""
+    from bridge_stg.engine.components import build_collator, build_eval_dataset, load_model, prepare_assets
     from bridge_stg.engine.distributed import init_distributed, shutdown
     from bridge_stg.engine.run_logging import setup_logging
 
@@ -146,7 +159,7 @@ def run(spec: RunSpec, checkpoint: str | Path | None = None) -> dict | None:
         if checkpoint is None:
             raise ValueError("pass checkpoint=<directory of a saved model> (e.g. runs/<experiment>/<time>/model)")
         prepare_assets(spec, ctx)
-        model = BridgeSTG.from_pretrained(checkpoint).to(ctx.device)
+        model = load_model(checkpoint).to(ctx.device)
         return evaluate(model, build_eval_dataset(spec), build_collator(model, spec), spec, ctx,
                         spec.run_dir / "eval", name=Path(checkpoint).parent.name)
     finally:

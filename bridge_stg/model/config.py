@@ -61,8 +61,15 @@ class DecoderConfig:
     box_head: Literal["token_anchored", "detr"] = "token_anchored"
 
 
+ModelKind = Literal["bridge_stg", "coupled"]
+
+
 @dataclass(frozen=True)
 class BridgeSTGConfig:
+    """``kind``: ``bridge_stg`` (the decoupled model) or ``coupled`` (the baseline whose LLM writes span and boxes as
+    text, :mod:`bridge_stg.model.coupled`; it reads ``backbone`` and ``num_bridge_tokens`` only)."""
+
+    kind: ModelKind = "bridge_stg"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     num_bridge_tokens: int = 4  # K
     backbone_layers: tuple[int, ...] = (-3, -2, -1)  # S, indices of LLM decoder layers (negative: from the end)
