@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge_stg.eval.reference_loop import box_iou, sampled_frames
+
 
 def setup(workdir: Path, clips: int) -> dict:
     from bridge_stg.annotations import write_tubedetr_vidstg
@@ -66,27 +68,6 @@ def run_ours(workdir: Path, predictions: str) -> dict:
             "total_s": t4 - t0, "scores": f"{predictions}.npz"}
 
 
-def _sampled(start: int, end: int, video_fps: float, fps: float = 5.0, max_len: int = 200) -> list[int]:
-    rate = fps / video_fps
-    ids = [start]
-    for f in range(start, end):
-        if int(ids[-1] * rate) < int(f * rate):
-            ids.append(f)
-    if len(ids) > max_len:
-        ids = [ids[(j * len(ids)) // max_len] for j in range(max_len)]
-    return ids
-
-
-def _iou(a, b) -> float:
-    ax1, ax2 = min(a[0], a[2]), max(a[0], a[2])
-    ay1, ay2 = min(a[1], a[3]), max(a[1], a[3])
-    iw = max(0.0, min(ax2, b[2]) - max(ax1, b[0]))
-    ih = max(0.0, min(ay2, b[3]) - max(ay1, b[1]))
-    inter = iw * ih
-    union = (ax2 - ax1) * (ay2 - ay1) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _iou_numpy(a, b) -> float:
     a, b = np.array([a], dtype=np.float64), np.array([b], dtype=np.float64)
     a = np.concatenate([np.minimum(a[:, :2], a[:, 2:]), np.maximum(a[:, :2], a[:, 2:])], axis=1)
@@ -97,7 +78,7 @@ def _iou_numpy(a, b) -> float:
     return float(np.where(union > 0, inter / np.where(union > 0, union, 1), 0)[0, 0])
 
 
-def run_loop(workdir: Path, iou_fn=_iou, name: str = "loop") -> dict:
+def run_loop(workdir: Path, iou_fn=box_iou, name: str = "loop") -> dict:
     t0 = time.perf_counter()
     anns = json.loads((workdir / "test.json").read_text())
     t1 = time.perf_counter()
@@ -109,7 +90,7 @@ def run_loop(workdir: Path, iou_fn=_iou, name: str = "loop") -> dict:
         vid = video["video_id"]
         ts, te = video["tube_start_frame"], video["tube_end_frame"]
         ps, pe = spans[str(vid)]["sted"]
-        frame_ids = _sampled(video["start_frame"], video["end_frame"], video["fps"])
+        frame_ids = sampled_frames(video["start_frame"], video["end_frame"], video["fps"], 5.0, 200)
         track = anns["trajectories"][video["original_video_id"]][str(video["target_id"])]
         max_s, min_e, min_s, max_e = max(ts, ps), min(te, pe), min(ts, ps), max(te, pe)
         inter = max(0, min_e - max_s)

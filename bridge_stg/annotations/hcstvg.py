@@ -74,12 +74,7 @@ def read_hcstvg_official(
     """Add a record per key of an official HC-STVG ``version`` (1 or 2) file to ``collect``."""
     for index, (name, entry) in enumerate(data.items()):
         where = Where(path, index, video_stem(name), (index,))
-        collect.entry_seen()
-        if collect.is_excluded(where):
-            continue
-        rec = collect.attempt(where, _official_record, name, entry, where, dataset, version, box_margin)
-        if rec is not None:
-            collect.add(rec)
+        collect.entry(where, _official_record, name, entry, where, dataset, version, box_margin)
 
 
 def _official_record(
@@ -135,12 +130,7 @@ def read_hcstvg_queries(data: dict, path: Path, collect: Collector, dataset: str
     """Add a query-only record per key of ``{video_name: caption}`` data (``query_v2.json``)."""
     for index, (name, caption) in enumerate(data.items()):
         where = Where(path, index, video_stem(name), (index,))
-        collect.entry_seen()
-        if collect.is_excluded(where):
-            continue
-        rec = collect.attempt(where, _query_record, name, caption, where, dataset)
-        if rec is not None:
-            collect.add(rec)
+        collect.entry(where, _query_record, name, caption, where, dataset)
 
 
 def _query_record(name: str, caption: Any, where: Where, dataset: str) -> SentenceRecord:
@@ -183,12 +173,7 @@ def read_tubedetr_hcstvg(
         vid = entry.get("original_video_id") if isinstance(entry, dict) else None
         where = Where(path, index, video_stem(vid) if isinstance(vid, str) else "?",
                       (sid,) if type(sid) is int else ())
-        collect.entry_seen()
-        if collect.is_excluded(where):
-            continue
-        rec = collect.attempt(where, _proc_record, entry, where, dataset, seen, box_margin)
-        if rec is not None:
-            collect.add(rec)
+        collect.entry(where, _proc_record, entry, where, dataset, seen, box_margin)
 
 
 def _proc_record(

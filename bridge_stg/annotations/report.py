@@ -105,6 +105,18 @@ class Collector:
             self.report.skipped.append(DroppedEntry(where.entry, where.video_id or "?", ids, str(exc)))
             return None
 
+    def admit(self, where: Where) -> bool:
+        """Count an entry of the file; False when it is excluded (and so recorded)."""
+        self.entry_seen()
+        return not self.is_excluded(where)
+
+    def entry(self, where: Where, build: Callable[..., SentenceRecord], *args: Any) -> None:
+        """One entry that yields one record: counted, excluded or built (a failure raised or skipped)."""
+        if self.admit(where):
+            record = self.attempt(where, build, *args)
+            if record is not None:
+                self.add(record)
+
     def add(self, record: SentenceRecord) -> None:
         self.records.append(record)
         self.report.num_records += 1

@@ -180,8 +180,7 @@ def read_vidstg_official(
         vid = item.get("vid") if isinstance(item, dict) else None
         where = Where(path, index, vid if isinstance(vid, str) else "?", tuple(range(next_id, next_id + n)))
         next_id += n
-        collect.entry_seen()
-        if collect.is_excluded(where):
+        if not collect.admit(where):
             continue
         parsed = collect.attempt(where, _parse_item, item, where, vidor)
         if parsed is None:
@@ -286,12 +285,7 @@ def read_tubedetr_vidstg(
         vid = video.get("original_video_id") if isinstance(video, dict) else None
         ids = (sid,) if type(sid) is int else ()
         where = Where(path, index, vid if isinstance(vid, str) else "?", ids)
-        collect.entry_seen()
-        if collect.is_excluded(where):
-            continue
-        rec = collect.attempt(where, _tubedetr_record, video, where, trajectories, tracks, seen, box_margin)
-        if rec is not None:
-            collect.add(rec)
+        collect.entry(where, _tubedetr_record, video, where, trajectories, tracks, seen, box_margin)
 
 
 def _tubedetr_record(

@@ -8,7 +8,7 @@ How the inputs are built (DESIGN step 2):
 
 * Every 2-frame chunk is its own 1-step video for the official processor, so ``video_grid_thw`` has one row
   ``[1, H/14, W/14]`` per chunk (N rows, sample by sample, chunk by chunk) and M-RoPE, ``mm_token_type_ids`` and the
-  vision tower stay native. The prompt text comes from :mod:`bridge_stg.data.prompt`.
+  vision tower stay native. The prompt text comes from :mod:`bridge_stg.text.prompt`.
 * No resizing: frames arrive resized to multiples of 28 (``GroundingSample``). The video processor is called with
   ``do_resize=False`` (so its ``size`` / ``min_pixels`` / ``max_pixels`` are ignored, whatever the checkpoint's
   ``preprocessor_config`` says) and the grid is checked against ``H/14, W/14``.
@@ -35,14 +35,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bridge_stg.data.prompt import (
+from bridge_stg.structures import GroundingSample
+from bridge_stg.text.prompt import (
     GroundingTokens,
     add_grounding_tokens,
     chat_answer_suffix,
     chat_prompt,
     grounding_layout,
 )
-from bridge_stg.structures import GroundingSample
 
 Family = Literal["qwen2_vl", "qwen2_5_vl"]
 IGNORE_INDEX = -100

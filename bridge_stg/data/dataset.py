@@ -16,11 +16,11 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from bridge_stg.data.answers import format_answer
 from bridge_stg.data.frames import FrameBudget, fit_to_pixel_budget, resize_frames, select_frames
 from bridge_stg.data.video_io import VideoReadError, read_frames
 from bridge_stg.ops.sampling import span_to_indices
 from bridge_stg.structures import GroundingSample, SentenceRecord, Task
+from bridge_stg.text.answers import format_answer
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class GroundingDataset(Dataset):
     With ``skip_bad_videos`` an unreadable, missing or short video yields a :class:`SkippedSample` (dropped and
     counted by the collation step) instead of raising :class:`~bridge_stg.data.video_io.VideoReadError`.
     With ``with_answers`` every sample with a span and at least one box gets its text target ``answer``
-    (:func:`~bridge_stg.data.answers.format_answer`: what the coupled baseline learns to write); others get none.
+    (:func:`~bridge_stg.text.answers.format_answer`: what the coupled baseline learns to write); others get none.
     """
 
     def __init__(self, records: Sequence[SentenceRecord], media_root: str | Path, budget: FrameBudget,

@@ -47,7 +47,7 @@ class DataSpec:
     num_workers: int = 2
     skip_bad_videos: bool = False
     timestamps: bool = True  # <t=..s> texts in the prompt (ETA); False = the "no timestamps" ablation
-    answers: bool = False  # text targets (span and boxes as text, bridge_stg.data.answers): the coupled baseline
+    answers: bool = False  # text targets (span and boxes as text, bridge_stg.text.answers): the coupled baseline
 
 
 @dataclass(frozen=True)

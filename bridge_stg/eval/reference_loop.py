@@ -12,7 +12,7 @@ from bridge_stg.eval.protocols import Protocol
 from bridge_stg.structures import SentenceRecord, TubePrediction
 
 
-def _sampled_frames(start: int, end: int, video_fps: float, fps: float, max_len: int | None) -> list[int]:
+def sampled_frames(start: int, end: int, video_fps: float, fps: float, max_len: int | None) -> list[int]:
     rate = fps / video_fps
     frame_ids = [start]
     for f in range(start, end):
@@ -23,7 +23,7 @@ def _sampled_frames(start: int, end: int, video_fps: float, fps: float, max_len:
     return frame_ids
 
 
-def _box_iou(a, b) -> float:
+def box_iou(a, b) -> float:
     ax1, ax2 = sorted((a[0], a[2]))
     ay1, ay2 = sorted((a[1], a[3]))
     iw = max(0.0, min(ax2, b[2]) - max(ax1, b[0]))
@@ -73,7 +73,7 @@ def score_sentence(rec: SentenceRecord, pred: TubePrediction, protocol: Protocol
         frames = None
     else:
         seg_end = rec.segment[1] - 1 if protocol.drop_last_segment_frame else rec.segment[1]
-        frames = _sampled_frames(rec.segment[0], seg_end, rec.fps, protocol.fps, protocol.max_frames)
+        frames = sampled_frames(rec.segment[0], seg_end, rec.fps, protocol.fps, protocol.max_frames)
         gt_frames = [f for f in frames if ts <= f < te]
     ps, pe = pred.span
     pred_boxes = {int(f): [float(v) for v in b] for f, b in zip(pred.frame_ids, pred.boxes_xyxy_px)}
@@ -92,7 +92,7 @@ def score_sentence(rec: SentenceRecord, pred: TubePrediction, protocol: Protocol
         box = _pred_box(pred_boxes, f, protocol.interpolate_boxes)
         if box is None:
             raise KeyError(f"{rec.sentence_id}_{f}")
-        iou = _box_iou(box, gt_box[f])
+        iou = box_iou(box, gt_box[f])
         if max_start <= f < min_end:
             viou += iou
         gt_viou += iou

@@ -8,7 +8,7 @@ equal terms: the backbone adapter and its config (``BridgeSTGConfig.backbone``, 
 the prompt (the same collator: query, timestamped chunks, ``<|frame_q|>`` and bridge tokens, whose trainable
 embeddings simply have no head reading them here), the data, and the evaluation path (``predict`` returns the same
 keys, turned into tubes by ``tube_from_prediction``). What differs is only the output path: the answer text of
-:mod:`bridge_stg.data.answers` instead of the temporal head and the spatial decoder.
+:mod:`bridge_stg.text.answers` instead of the temporal head and the spatial decoder.
 
 Contracts the engine relies on:
 
@@ -18,7 +18,7 @@ Contracts the engine relies on:
   evaluation loop passes it): :func:`prompt_inputs` drops every supervised (answer) position and re-pads the prompts
   on the left, so the model never sees the answer, and the collator stays one object per run. A batch collated
   without answers works too.
-* A generation that :func:`~bridge_stg.data.answers.parse_answer` rejects becomes a MISS (:data:`MISS_SPAN` with
+* A generation that :func:`~bridge_stg.text.answers.parse_answer` rejects becomes a MISS (:data:`MISS_SPAN` with
   a zero-size box on frame 0, which scores ~0) flagged ``malformed=True``; the evaluator counts them.
 """
 
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge_stg.data.answers import max_answer_chars, parse_answer
-from bridge_stg.data.prompt import chat_answer_suffix
 from bridge_stg.model.bridge_stg import config_from_dict
 from bridge_stg.model.config import BridgeSTGConfig
 from bridge_stg.model.mllm import IGNORE_INDEX, MLLMBackbone
+from bridge_stg.text.answers import max_answer_chars, parse_answer
+from bridge_stg.text.prompt import chat_answer_suffix
 from bridge_stg.tokens import GroundingTokens
 
 if TYPE_CHECKING:  # the model reads a collated batch but does not depend on the data package's torch side

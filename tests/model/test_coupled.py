@@ -10,7 +10,6 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from bridge_stg.data.answers import format_answer, max_answer_chars, parse_answer
 from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.data.dataset import GroundingDataset
 from bridge_stg.data.frames import FrameBudget
@@ -23,6 +22,7 @@ from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion
 from bridge_stg.model import coupled
 from bridge_stg.model.config import BackboneConfig, BridgeSTGConfig
 from bridge_stg.model.coupled import MISS_SPAN, CoupledBaseline, prediction_from_text, prompt_inputs
+from bridge_stg.text.answers import format_answer, max_answer_chars, parse_answer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
