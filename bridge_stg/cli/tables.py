@@ -41,7 +41,8 @@ def render_group(dataset: str, split: str, ours: list[ResultRow], fmt: str, with
     lines = [f"{prefix or '### '}{title}", ""]
     if with_published and not published:
         other = ", ".join(sorted({r.split for r in published_rows(dataset)}))
-        lines += [f"{prefix}No published numbers for this split (published: {other}).", ""]
+        note = f"this split (published: {other})" if other else "this dataset"
+        lines += [f"{prefix}No published numbers for {note}.", ""]
     rows = published + ours
     if fmt in ("markdown", "both"):
         lines.append(render_markdown(dataset, rows))

@@ -4,6 +4,9 @@ Values are ×100 exactly as published; ``None`` where a paper does not report th
 the metric names of the metrics files written by :func:`bridge_stg.eval.metrics.summarize`, so published
 rows and our rows render through one code path (:mod:`bridge_stg.eval.tables`). VidSTG averages of the
 published rows are computed here (mean of the two m_vIoU), except Bridge-STG's, which is the paper's.
+
+``synthetic`` (the embedded benchmark of :mod:`bridge_stg.data.synthetic`) has the HC-STVG columns and no
+published rows: its tables show our runs (and trivial baselines) only.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-VIDSTG, HCSTVG_V1, HCSTVG_V2 = "vidstg", "hcstvg_v1", "hcstvg_v2"
-DATASETS = (VIDSTG, HCSTVG_V1, HCSTVG_V2)
+VIDSTG, HCSTVG_V1, HCSTVG_V2, SYNTHETIC = "vidstg", "hcstvg_v1", "hcstvg_v2", "synthetic"
+DATASETS = (VIDSTG, HCSTVG_V1, HCSTVG_V2, SYNTHETIC)
 SENTENCE_TYPES = ("declarative", "interrogative")  # VidSTG reports every metric per sentence type
 METRICS = ("tiou", "viou", "viou@0.3", "viou@0.5")  # m_tIoU, m_vIoU, vIoU@0.3, vIoU@0.5: table column order
 AVERAGE_VIOU = "average_viou"  # VidSTG: mean of declarative and interrogative m_vIoU
@@ -42,7 +45,7 @@ def metric_keys(dataset: str) -> tuple[str, ...]:
     """The metrics-file keys a table for ``dataset`` shows, in column order."""
     if dataset == VIDSTG:
         return tuple(f"{t}_{m}" for t in SENTENCE_TYPES for m in METRICS) + (AVERAGE_VIOU,)
-    if dataset in (HCSTVG_V1, HCSTVG_V2):
+    if dataset in (HCSTVG_V1, HCSTVG_V2, SYNTHETIC):
         return METRICS
     raise ValueError(f"unknown dataset '{dataset}'; expected one of {list(DATASETS)}")
 
@@ -88,6 +91,6 @@ PUBLISHED: tuple[ResultRow, ...] = (
 
 
 def published_rows(dataset: str, split: str | None = None) -> list[ResultRow]:
-    """Published rows for ``dataset`` (and ``split`` when given), in the order of the doc."""
+    """Published rows for ``dataset`` (and ``split`` when given), in the order of the doc; none for ``synthetic``."""
     metric_keys(dataset)  # rejects unknown datasets
     return [r for r in PUBLISHED if r.dataset == dataset and (split is None or r.split == split)]

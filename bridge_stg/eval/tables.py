@@ -21,6 +21,7 @@ from bridge_stg.eval.published import (
     DATASETS,
     HCSTVG_V1,
     HCSTVG_V2,
+    SYNTHETIC,
     UNKNOWN_PROTOCOL,
     VIDSTG,
     ResultRow,
@@ -31,7 +32,7 @@ MISSING_MARKDOWN = "–"
 MISSING_LATEX = "--"
 PROTOCOL_NOTE = "rows with different protocols are not directly comparable"
 
-_TITLES = {VIDSTG: "VidSTG", HCSTVG_V1: "HC-STVG v1", HCSTVG_V2: "HC-STVG v2"}
+_TITLES = {VIDSTG: "VidSTG", HCSTVG_V1: "HC-STVG v1", HCSTVG_V2: "HC-STVG v2", SYNTHETIC: "Synthetic benchmark"}
 _METRIC_LABELS = {"tiou": "m_tIoU", "viou": "m_vIoU", "viou@0.3": "vIoU@0.3", "viou@0.5": "vIoU@0.5"}
 _GROUPS = {"declarative": ("Declarative", "Decl."), "interrogative": ("Interrogative", "Int.")}
 _LATEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"} | {
@@ -59,7 +60,8 @@ def columns(dataset: str) -> list[Column]:
 
 
 def dataset_title(dataset: str) -> str:
-    """Display name: ``vidstg`` → ``VidSTG``, ``hcstvg_v1`` → ``HC-STVG v1``."""
+    """Display name: ``vidstg`` → ``VidSTG``, ``hcstvg_v1`` → ``HC-STVG v1``, ``synthetic`` → ``Synthetic
+    benchmark``."""
     return _TITLES.get(dataset, dataset)
 
 

@@ -15,8 +15,9 @@ Terms (key: loss, counted on); ``span`` is half-open ``[s, e)`` in sampled-frame
   mean over the decoded frames of such samples.
 * ``contrastive``: multi-positive InfoNCE of ``bridge_pooled`` against ``frame_embeddings`` of the whole batch;
   samples with a span and at least one positive frame, mean over them.
-* ``token_relevance``: BCE(token logit, token centre inside the decoded frame's GT box); mean over the valid candidate
-  tokens of decoded frames carrying a box.
+* ``token_relevance``: cross-entropy of a decoded frame's token logits (softmax over its valid candidate tokens)
+  against the share of the GT box's area in each token's cell; mean over decoded frames carrying a box. It teaches
+  the bridging queries where the target is, which token selection and the temporal head's pooling both rely on.
 * ``lm``: ``output.lm_loss`` as computed by the model.
 
 A term whose targets are absent from the batch (an image batch has no span, a temporal-only batch no box) is simply
@@ -117,6 +118,19 @@ def _soft_cross_entropy(logits_NT: torch.Tensor, q_NT: torch.Tensor, valid_NT: t
     """``-sum_t q log softmax(logits)`` per row ``[N]``, the softmax over valid frames only (each row needs one)."""
     logp_NT = logits_NT.float().masked_fill(~valid_NT, float("-inf")).log_softmax(-1)
     return -(q_NT * logp_NT.masked_fill(~valid_NT, 0.0)).sum(-1)
+
+
+def box_area_share(boxes_BF4: torch.Tensor, centers_BFV2: torch.Tensor, cell_B2: torch.Tensor) -> torch.Tensor:
+    """Fraction of each GT box (``cxcywh01``) that lies in each token's cell: ``[B, F, V]``, summing to 1 over a frame's
+    cells when the grid covers the box. A target that exists for every box size, where "the cell centre lies inside
+    the box" gives a small object no positive token at all."""
+    box_BF14 = cxcywh_to_xyxy(boxes_BF4.float())[:, :, None]
+    half_B112 = cell_B2[:, None, None, :].float() / 2
+    lo_BFV2 = torch.maximum(centers_BFV2 - half_B112, box_BF14[..., :2])
+    hi_BFV2 = torch.minimum(centers_BFV2 + half_B112, box_BF14[..., 2:])
+    overlap_BFV = (hi_BFV2 - lo_BFV2).clamp(min=0).prod(-1)
+    area_BF1 = (box_BF14[..., 2:] - box_BF14[..., :2]).clamp(min=0).prod(-1)
+    return overlap_BFV / area_BF1.clamp(min=1e-8)
 
 
 def _global_count(mask: torch.Tensor) -> torch.Tensor:
@@ -228,18 +242,17 @@ class GroundingCriterion(nn.Module):
         return {"contrastive": (log_all_R - log_pos_R).mean()}
 
     def loss_token_relevance(self, output: BridgeSTGOutput, batch: GroundingBatch, targets: _Targets) -> LossDict:
-        if output.token_logits is None or output.token_centers01 is None:
+        if output.token_logits is None or output.token_centers01 is None or output.token_cell01 is None:
             return {}
-        tokens_BFV = targets.has_box_BF[..., None].expand_as(output.token_logits)
-        if output.token_mask is not None:
-            tokens_BFV = tokens_BFV & output.token_mask
-        if not tokens_BFV.any():
+        token_mask_BFV = output.token_mask if output.token_mask is not None else \
+            torch.ones_like(output.token_logits, dtype=torch.bool)
+        share_BFV = box_area_share(targets.boxes_BF4, output.token_centers01, output.token_cell01) * token_mask_BFV
+        frames_BF = targets.has_box_BF & (share_BFV.sum(-1) > 0)
+        if not frames_BF.any():
             return {}
-        box_BF14 = cxcywh_to_xyxy(targets.boxes_BF4)[:, :, None]
-        centre_BFV2 = output.token_centers01
-        inside_BFV = ((centre_BFV2 >= box_BF14[..., :2]) & (centre_BFV2 <= box_BF14[..., 2:])).all(-1)
-        logits_N = output.token_logits[tokens_BFV].float()
-        return {"token_relevance": F.binary_cross_entropy_with_logits(logits_N, inside_BFV[tokens_BFV].float())}
+        valid_NV = token_mask_BFV[frames_BF]
+        q_NV = share_BFV[frames_BF] / share_BFV[frames_BF].sum(-1, keepdim=True)
+        return {"token_relevance": _soft_cross_entropy(output.token_logits[frames_BF], q_NV, valid_NV).mean()}
 
     def loss_lm(self, output: BridgeSTGOutput, batch: GroundingBatch, targets: _Targets) -> LossDict:
         return {} if output.lm_loss is None else {"lm": output.lm_loss}

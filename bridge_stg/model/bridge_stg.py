@@ -3,10 +3,10 @@
 Shapes: B batch, L sequence, T frames, C = T/2 chunks, V visual tokens per chunk, K bridge tokens, S layers read,
 D LLM width, d decoder width, F decoded frames, k kept tokens, Ld decoder layers.
 
-Order of a forward pass: backbone -> bridging queries -> relevance of every chunk's tokens to them (pooled into the
-temporal head) -> temporal head -> span (GT while training, predicted otherwise) -> temporal context added to the
-queries -> frame selection -> token selection -> spatial decoder. The model returns a :class:`BridgeSTGOutput` and
-never computes a loss.
+Order of a forward pass: backbone -> bridging queries -> relevance of every chunk's tokens to them (the tokens and
+their grid positions pooled into the temporal head) -> temporal head -> span (GT while training, predicted
+otherwise) -> temporal context added to the queries -> frame selection -> token selection -> spatial decoder. The
+model returns a :class:`BridgeSTGOutput` and never computes a loss.
 """
 
 from __future__ import annotations
@@ -95,9 +95,11 @@ class BridgeSTG(nn.Module):
         visual_BCVd = self.visual_proj(_gather_positions(states[self.feature_layer], batch.video_token_pos).float())
 
         queries = self.bridge(bridge_tok)  # [B, S, K, d]
-        relevance_BCV = self._relevance(visual_BCVd, queries, batch.video_token_mask)
-        pooled_BCd = (relevance_BCV.softmax(-1).unsqueeze(-1) * visual_BCVd).sum(2)
-        temporal_logits, chunk_BCd = self.temporal_head(frame_q_BCSD, batch.chunk_mask, pooled_BCd)
+        relevance_BCV = self._relevance(visual_BCVd, queries, batch.video_token_mask).softmax(-1)
+        pooled_BCd = (relevance_BCV.unsqueeze(-1) * visual_BCVd).sum(2)
+        centers_BCV2, _ = self._token_centers(batch.grid_hw, visual_BCVd.shape[2], visual_BCVd.shape[1])
+        position_BC2 = (relevance_BCV.unsqueeze(-1) * centers_BCV2).sum(2)  # where the queries find the target
+        temporal_logits, chunk_BCd = self.temporal_head(frame_q_BCSD, batch.chunk_mask, pooled_BCd, position_BC2)
         frame_mask = batch.frame_mask
         span = self._span_for_context(temporal_logits, batch)
         frame_feat_BTd = chunk_BCd.repeat_interleave(FRAMES_PER_CHUNK, dim=1)[:, : frame_mask.shape[1]]
@@ -160,6 +162,7 @@ class BridgeSTG(nn.Module):
             temporal_logits=temporal_logits, frame_mask=batch.frame_mask, decoded_frames=frames, decoded_mask=fmask,
             boxes_cxcywh01=boxes, objectness_logits=objectness,
             token_logits=scores.masked_fill(~token_mask, 0.0), token_centers01=centers_BFV2, token_mask=token_mask,
+            token_cell01=cell_B2,
             bridge_pooled=self.bridge.pooled(queries) if self.cfg.bridge.enabled else None,
             frame_embeddings=frame_feat_BTd, lm_loss=lm_loss,
             stats={"visual_tokens": float(batch.video_token_mask.sum()) / b,

@@ -34,6 +34,7 @@ class TemporalHeadConfig:
     num_heads: int = 4
     motion_cue: bool = True  # concatenate the difference to the previous chunk's feature
     relevance_pooling: bool = True  # add each chunk's visual tokens pooled by their relevance to the bridging query
+    position_cue: bool = True  # add where the bridging query finds the target per chunk, and its chunk-to-chunk shift
 
 
 @dataclass(frozen=True)

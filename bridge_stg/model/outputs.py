@@ -22,6 +22,7 @@ class BridgeSTGOutput:
     token_logits: torch.Tensor | None = None  # [B, F, V] relevance of every candidate token (before top-k)
     token_centers01: torch.Tensor | None = None  # [B, F, V, 2] (x, y) centre of each candidate token's cell
     token_mask: torch.Tensor | None = None  # bool [B, F, V]
+    token_cell01: torch.Tensor | None = None  # [B, 2] (w, h) of one token cell
     bridge_pooled: torch.Tensor | None = None  # [B, d] pooled bridging query (contrastive anchor)
     frame_embeddings: torch.Tensor | None = None  # [B, T, d] per-frame features (contrastive keys)
     lm_loss: torch.Tensor | None = None  # scalar, when the batch carried text answers

@@ -4,8 +4,12 @@ Shapes: B batch, C chunks (2 frames each), S layers read, D LLM width, d head wi
 
 The LLM is causal, so chunk c never sees chunk c+1: a small bidirectional encoder over chunks gives each chunk its
 neighbours. Optional inputs the CPU prototype showed to matter: each chunk's visual tokens pooled by their relevance to
-the bridging query (a plain mean drowns the target among moving distractors) and the feature change from the previous
-chunk (a motion cue). Each chunk emits logits for its two frames, so spans resolve to single frames rather than pairs.
+the bridging query (a plain mean drowns the target among moving distractors), the feature change from the previous
+chunk, and a position cue: where the queries find the target in each chunk (the relevance-weighted mean of the token
+cell centres) and how far that moved from the previous chunk and to the next one. Visual token features carry no
+absolute position (the vision tower and the LLM encode it by rotary phases only), so without the position cue "moves
+to the left" has to be read from the within-chunk patch embeddings alone. Each chunk emits logits for its two frames,
+so spans resolve to single frames rather than pairs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from bridge_stg.model.config import TemporalHeadConfig
 from bridge_stg.model.layers import EncoderLayer, sinusoidal
 
 FRAMES_PER_CHUNK = 2
+SHIFT_SCALE = 4.0  # chunk-to-chunk shifts are a few tenths of the frame at most
 
 
 class TemporalHead(nn.Module):
@@ -27,12 +32,18 @@ class TemporalHead(nn.Module):
         self.layer_logits = nn.Parameter(torch.zeros(num_layers_read))
         self.proj = nn.Sequential(nn.LayerNorm(llm_dim), nn.Linear(llm_dim, dim))
         self.motion = nn.Linear(2 * dim, dim) if cfg.motion_cue else None
+        self.position = (nn.Sequential(nn.Linear(6, dim), nn.GELU(), nn.Linear(dim, dim))
+                         if cfg.position_cue else None)
         self.encoder = nn.ModuleList(EncoderLayer(dim, cfg.num_heads, 4 * dim) for _ in range(cfg.num_layers))
         self.out = nn.Linear(dim, FRAMES_PER_CHUNK * 3)
 
     def forward(self, frame_query_BCSD: torch.Tensor, chunk_mask_BC: torch.Tensor,
-                visual_BCd: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits ``[B, 2C, 3]`` — start, end, inside per frame —, chunk features ``[B, C, d]``)."""
+                visual_BCd: torch.Tensor | None = None,
+                position_BC2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits ``[B, 2C, 3]`` — start, end, inside per frame —, chunk features ``[B, C, d]``).
+
+        ``position_BC2``: (x, y) in [0, 1] of the target in each chunk, for the position cue.
+        """
         weights = self.layer_logits.softmax(0)
         x = self.proj(torch.einsum("bcsd,s->bcd", frame_query_BCSD, weights.to(frame_query_BCSD.dtype)).float())
         if visual_BCd is not None and self.cfg.relevance_pooling:
@@ -40,6 +51,8 @@ class TemporalHead(nn.Module):
         if self.motion is not None:
             prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
             x = x + self.motion(torch.cat([x, x - prev], dim=-1))
+        if self.position is not None and position_BC2 is not None:
+            x = x + self.position(self._displacements(position_BC2.float(), chunk_mask_BC))
         chunks = torch.arange(x.shape[1], device=x.device)
         x = x + sinusoidal(chunks, self.dim)[None]
         for layer in self.encoder:
@@ -47,3 +60,13 @@ class TemporalHead(nn.Module):
         b, c, _ = x.shape
         logits = self.out(x).view(b, c, FRAMES_PER_CHUNK, 3).reshape(b, c * FRAMES_PER_CHUNK, 3)
         return logits, x
+
+    @staticmethod
+    def _displacements(position_BC2: torch.Tensor, chunk_mask_BC: torch.Tensor) -> torch.Tensor:
+        """``[B, C, 6]``: the position, the shift from the previous chunk and the shift to the next one (zero at the
+        clip's ends), the shifts scaled by :data:`SHIFT_SCALE` to the range of the position."""
+        prev = torch.cat([position_BC2[:, :1], position_BC2[:, :-1]], dim=1)
+        nxt = torch.cat([position_BC2[:, 1:], position_BC2[:, -1:]], dim=1)
+        has_next = torch.cat([chunk_mask_BC[:, 1:], chunk_mask_BC[:, :1] & False], dim=1)[..., None]
+        nxt = torch.where(has_next, nxt, position_BC2)
+        return torch.cat([position_BC2, SHIFT_SCALE * (position_BC2 - prev), SHIFT_SCALE * (nxt - position_BC2)], -1)

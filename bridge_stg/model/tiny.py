@@ -240,6 +240,7 @@ def save_tiny_checkpoint(
     vision_depth: int = 2,
     seed: int = 0,
     tie_word_embeddings: bool = False,
+    vision_width: int = 32,
 ) -> Path:
     """Write a tiny random ``family`` checkpoint (config, fp32 weights, processor, tokenizer) to ``out_dir``.
 
@@ -254,7 +255,8 @@ def save_tiny_checkpoint(
     out = Path(out_dir)
     tok = build_small_tokenizer() if tokenizer == "small" else load_qwen2_tokenizer()
     config = build_tiny_config(
-        family, tok, hidden_size, num_layers, num_heads, vision_depth, tie_word_embeddings=tie_word_embeddings
+        family, tok, hidden_size, num_layers, num_heads, vision_depth, vision_width,
+        tie_word_embeddings=tie_word_embeddings,
     )
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):

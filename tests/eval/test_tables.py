@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from bridge_stg.cli.tables import main
-from bridge_stg.eval.published import PUBLISHED, UNKNOWN_PROTOCOL, published_rows
+from bridge_stg.eval.published import PUBLISHED, UNKNOWN_PROTOCOL, metric_keys, published_rows
 from bridge_stg.eval.tables import (
     PROTOCOL_NOTE,
+    dataset_title,
     format_value,
     load_metrics_row,
     render_latex,
@@ -207,3 +208,51 @@ def test_cli_split_without_published_numbers(tmp_path: Path, capsys: pytest.Capt
     text = capsys.readouterr().out
     assert "### VidSTG, val split" in text and "No published numbers for this split (published: test)" in text
     assert list(markdown_rows(text)) == ["ours_7b"]
+
+
+# --- the synthetic benchmark ----------------------------------------------------------------------
+
+SYNTHETIC_METRICS = {"tiou": 0.23512948879558898, "viou": 0.03409828292653909, "viou@0.3": 0.02, "viou@0.5": 0.005,
+                     "gt_viou": 0.087007843259583, "gt_viou@0.3": 0.1, "gt_viou@0.5": 0.025, "count": 200,
+                     "missing_predictions": 0, "missing_boxes": 0, "protocol": "tubedetr", "dataset": "synthetic",
+                     "split": "test", "name": "synthetic", "experiment": "synthetic"}  # as eval/final/metrics.json
+
+
+def test_synthetic_has_the_four_metrics_and_no_published_rows() -> None:
+    assert metric_keys("synthetic") == ("tiou", "viou", "viou@0.3", "viou@0.5")
+    assert published_rows("synthetic") == [] and published_rows("synthetic", "test") == []
+    assert dataset_title("synthetic") == "Synthetic benchmark"
+    assert all(r.dataset != "synthetic" for r in PUBLISHED)
+
+
+def test_markdown_synthetic_values(tmp_path: Path) -> None:
+    ours = load_metrics_row(write(tmp_path, "metrics.json", SYNTHETIC_METRICS))
+    assert (ours.dataset, ours.split, ours.method) == ("synthetic", "test", "synthetic")
+    text = render_markdown("synthetic", [ours])
+    assert markdown_rows(text) == {"synthetic": {
+        "Method": "**synthetic**", "Protocol": "tubedetr", "m_tIoU": "23.5", "m_vIoU": "3.4", "vIoU@0.3": "2.0",
+        "vIoU@0.5": "0.5"}}
+    assert PROTOCOL_NOTE not in text
+
+
+def test_cli_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "metrics.json", SYNTHETIC_METRICS)
+    other = write(tmp_path, "other.json", {**SYNTHETIC_METRICS, "name": "run_b", "tiou": 0.4, "viou": 0.21})
+    assert main([str(path), str(other)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("### Synthetic benchmark, test split (values x100)\n")
+    assert "No published numbers for this dataset." in text
+    rows = markdown_rows(text)
+    assert list(rows) == ["synthetic", "run_b"]
+    assert rows["run_b"]["m_tIoU"] == "40.0" and rows["run_b"]["m_vIoU"] == "21.0"
+
+    out = tmp_path / "synthetic.md"
+    assert main([str(path), "--no-published", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert out.read_text() == text and "No published numbers" not in text
+    assert markdown_rows(text)["synthetic"]["m_tIoU"] == "23.5"
+
+    assert main([str(path), str(write(tmp_path, "hc.json", HCSTVG_METRICS)), "--format", "latex"]) == 0
+    text = capsys.readouterr().out  # one table per dataset, synthetic after the published benchmarks
+    assert text.index("% HC-STVG v1, test split") < text.index("% Synthetic benchmark, test split")
+    assert "synthetic & tubedetr & 23.5 & 3.4 & 2.0 & 0.5" in text

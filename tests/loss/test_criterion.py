@@ -10,7 +10,7 @@ import torch.distributed as dist
 
 from bridge_stg.data.collate import GroundingBatch
 from bridge_stg.loss.box_ops import cxcywh_to_xyxy, paired_generalized_box_iou, xyxy_to_cxcywh
-from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion, smoothed_targets
+from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion, box_area_share, smoothed_targets
 from bridge_stg.model.outputs import BridgeSTGOutput
 
 LN = math.log
@@ -196,18 +196,32 @@ def test_contrastive_absent_without_bridge_or_span():
     assert "contrastive" not in GroundingCriterion(cfg)(out, one_sample_batch())[1]
 
 
+def test_box_area_share():
+    centres = torch.tensor([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])[None, None]  # 2 x 2 grid
+    cell = torch.tensor([[0.5, 0.5]])
+    one_cell = box_area_share(torch.tensor([[[0.25, 0.75, 0.5, 0.5]]]), centres, cell)  # exactly cell 2
+    assert one_cell.tolist() == [[[0.0, 0.0, 1.0, 0.0]]]
+    small = box_area_share(torch.tensor([[[0.55, 0.5, 0.1, 0.2]]]), centres, cell)  # straddles cells 1 and 3
+    assert small[0, 0].tolist() == pytest.approx([0.0, 0.5, 0.0, 0.5])
+    tiny_inside = box_area_share(torch.tensor([[[0.7, 0.2, 0.02, 0.02]]]), centres, cell)  # no cell centre inside
+    assert tiny_inside[0, 0].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0])
+
+
 def test_token_relevance_by_hand():
     boxes = torch.zeros(1, 2, 4)
-    boxes[0, 1] = torch.tensor([0.5, 0.5, 0.5, 0.5])  # x, y in [0.25, 0.75]
+    boxes[0, 1] = torch.tensor([0.5, 0.5, 0.5, 0.5])  # [0.25, 0.75]^2: a quarter in each cell of a 2 x 2 grid
     batch = make_batch([(1, 2)], [True], boxes, [[False, True]], [[True, True]])
+    centres = torch.tensor([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
     out = make_output(
-        [[True, True]], [[1, -1]],
-        token_logits=torch.tensor([[[LN(3), LN(3), 100.0], [100.0, 100.0, 100.0]]]),
-        token_centers01=torch.tensor([[[[0.5, 0.5], [0.1, 0.1], [0.6, 0.6]], [[0.5, 0.5]] * 3]]),
-        token_mask=torch.tensor([[[True, True, False], [True, True, True]]]),
+        [[True, True]], [[0, 1]],  # decoded frame 0 has no box: not counted
+        token_logits=torch.tensor([[[9.0, 9.0, 9.0, 9.0], [0.0, 0.0, LN(2), 100.0]]]),
+        token_centers01=centres.expand(1, 2, 4, 2),
+        token_mask=torch.tensor([[[True] * 4, [True, True, True, False]]]),  # masked token: out of the softmax
+        token_cell01=torch.tensor([[0.5, 0.5]]),
     )
     _, log = GroundingCriterion(only(token_relevance=1.0))(out, batch)
-    assert log["token_relevance"] == pytest.approx((LN(4 / 3) + LN(4)) / 2)
+    # target 1/3 on each valid token (shares renormalised), softmax probabilities 1/4, 1/4, 1/2
+    assert log["token_relevance"] == pytest.approx((LN(4) + LN(4) + LN(2)) / 3)
 
 
 def test_lm_term_and_weights_outside_the_terms():
@@ -258,6 +272,7 @@ def full_case(pad: bool = False):
     out = make_output(frame_mask.tolist(), decoded.tolist(), boxes_LBF4=leaves["boxes"],
                       objectness_LBF=leaves["objectness"], temporal_BT3=leaves["temporal_BT3"],
                       token_logits=leaves["tokens"], token_centers01=leaves["centres"], token_mask=token_mask,
+                      token_cell01=torch.full((B, 2), 0.5),
                       bridge_pooled=leaves["pooled"], frame_embeddings=leaves["frames"])
     return out, batch, leaves
 

@@ -160,3 +160,15 @@ def test_one_synthetic_batch_overfits(tiny_checkpoints, synthetic_samples):
     viou = _tube_viou(model, batch)
     print(f"overfit: loss {losses[0]:.2f} -> {np.mean(losses[-10:]):.3f}, vIoU {viou:.3f}")
     assert viou >= 0.9
+
+
+def test_position_cue_shifts_stop_at_the_clip_ends():
+    from bridge_stg.model.temporal_head import SHIFT_SCALE, TemporalHead
+
+    position = torch.tensor([[[0.2, 0.5], [0.3, 0.5], [0.5, 0.4], [0.9, 0.9]]])  # chunk 3 is padding
+    chunk_mask = torch.tensor([[True, True, True, False]])
+    cue = TemporalHead._displacements(position, chunk_mask)
+    assert cue[..., :2].tolist() == position.tolist()
+    prev_shift, next_shift = cue[0, :3, 2:4] / SHIFT_SCALE, cue[0, :3, 4:] / SHIFT_SCALE
+    torch.testing.assert_close(prev_shift, torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.2, -0.1]]))
+    torch.testing.assert_close(next_shift, torch.tensor([[0.1, 0.0], [0.2, -0.1], [0.0, 0.0]]))  # not the padding

@@ -1,0 +1,127 @@
+"""Trivial baselines: what a tube with no understanding of the video or the query scores.
+
+Both baselines put one fixed box, centred in the frame and sized as the mean ground-truth box of a reference split
+(:func:`mean_box_size`, normally the training split), on every frame the protocol asks a box for. They differ in
+the span:
+
+``whole_clip_centre_box``
+    the whole segment a record is evaluated on (``record.segment``, the clip for the synthetic benchmark), so its
+    tIoU is ``len(tube) / len(segment)`` for a tube inside the segment;
+``random_span_centre_box``
+    a span drawn uniformly among the non-empty ``[start, end)`` spans of the segment (two distinct boundaries of
+    ``segment[0]..segment[1]``, sorted), from a seeded :class:`numpy.random.Generator`.
+
+They are scored with the evaluator of :mod:`bridge_stg.eval.metrics` (what ``bridge_stg.engine.evaluate`` uses), and
+:func:`evaluate_baselines` returns metrics dicts shaped as a run's ``eval/final/metrics.json`` (fractions, plus
+``name``, ``dataset``, ``split``, ``protocol``, ``count``), ready for :func:`bridge_stg.eval.tables.row_from_metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bridge_stg.eval.metrics import PredictionTable, score, summarize
+from bridge_stg.eval.protocols import Protocol, build_targets, get_protocol
+from bridge_stg.structures import SentenceRecord, TubePrediction
+
+WHOLE_CLIP = "whole_clip_centre_box"
+RANDOM_SPAN = "random_span_centre_box"
+BASELINES = (WHOLE_CLIP, RANDOM_SPAN)
+
+
+def mean_box_size(records: Sequence[SentenceRecord]) -> tuple[float, float]:
+    """Mean ground-truth box ``(width, height)`` in pixels: each record's mean over the boxes of its tube's frames,
+    averaged over records (every record weighs the same, whatever its tube length)."""
+    sizes = []
+    for rec in records:
+        if rec.tube is None:
+            continue
+        inside = (rec.box_frame_ids >= rec.tube[0]) & (rec.box_frame_ids < rec.tube[1])
+        boxes = np.asarray(rec.boxes_xyxy_px, dtype=np.float64).reshape(-1, 4)[inside]
+        if len(boxes):
+            sizes.append((boxes[:, 2:] - boxes[:, :2]).mean(axis=0))
+    if not sizes:
+        raise ValueError("no record with ground-truth boxes on its tube: cannot compute a mean box size")
+    width, height = np.mean(sizes, axis=0)
+    return float(width), float(height)
+
+
+def centre_box(frame_width: int, frame_height: int, box_size: tuple[float, float]) -> np.ndarray:
+    """A ``box_size = (width, height)`` box centred in the frame, as ``xyxy`` pixels clipped to the frame."""
+    cx, cy = frame_width / 2, frame_height / 2
+    w, h = box_size
+    box = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dtype=np.float64)
+    return np.clip(box, 0.0, np.array([frame_width, frame_height, frame_width, frame_height], dtype=np.float64))
+
+
+def box_frame_ids(record: SentenceRecord, protocol: Protocol) -> np.ndarray:
+    """The frames on which ``protocol`` needs a predicted box (as ``bridge_stg.engine.evaluate.target_frame_ids``)."""
+    if protocol.dense_frames:
+        return np.arange(record.segment[0], record.segment[1], dtype=np.int64)
+    return protocol.eval_frame_ids(record)
+
+
+def _centre_box_tube(record: SentenceRecord, span: tuple[int, int], box_size: tuple[float, float],
+                     protocol: Protocol) -> TubePrediction:
+    frames = box_frame_ids(record, protocol)
+    box = centre_box(record.width, record.height, box_size)
+    return TubePrediction(record.sentence_id, span, frames, np.tile(box, (len(frames), 1)))
+
+
+def whole_clip_centre_box(records: Sequence[SentenceRecord], box_size: tuple[float, float],
+                          protocol: Protocol) -> list[TubePrediction]:
+    """Per record: the whole segment as the span, the centre box on every box frame of ``protocol``."""
+    return [_centre_box_tube(r, (int(r.segment[0]), int(r.segment[1])), box_size, protocol) for r in records]
+
+
+def random_spans(records: Sequence[SentenceRecord], rng: np.random.Generator) -> np.ndarray:
+    """``[S, 2]`` half-open spans, each uniform among the non-empty spans inside its record's segment."""
+    starts = np.array([r.segment[0] for r in records], dtype=np.int64)
+    lengths = np.array([r.segment[1] - r.segment[0] for r in records], dtype=np.int64)
+    if (lengths < 1).any():
+        bad = records[int(np.flatnonzero(lengths < 1)[0])]
+        raise ValueError(f"sentence {bad.sentence_id} ({bad.video_id}) has an empty segment {bad.segment}")
+    a = rng.integers(0, lengths + 1)  # two distinct boundaries of 0..length, uniformly: b skips a's value
+    b = rng.integers(0, lengths)
+    b = b + (b >= a)
+    return starts[:, None] + np.sort(np.stack([a, b], axis=1), axis=1)
+
+
+def random_span_centre_box(records: Sequence[SentenceRecord], box_size: tuple[float, float], protocol: Protocol,
+                           rng: np.random.Generator) -> list[TubePrediction]:
+    """Per record: a uniformly random non-empty span of the segment (:func:`random_spans`), the centre box on
+    every box frame of ``protocol``."""
+    spans = random_spans(records, rng)
+    return [_centre_box_tube(r, (int(s), int(e)), box_size, protocol) for r, (s, e) in zip(records, spans)]
+
+
+def score_baseline(tubes: Sequence[TubePrediction], records: Sequence[SentenceRecord], protocol: Protocol,
+                   name: str, split: str) -> dict:
+    """Metrics of ``tubes`` as in a run's ``eval/final/metrics.json`` (every sentence must have a tube)."""
+    if not records:
+        raise ValueError("no records to score a baseline on")
+    datasets = sorted({r.dataset for r in records})
+    if len(datasets) > 1:
+        raise ValueError(f"records of several datasets {datasets}: score one dataset at a time")
+    metrics = summarize(score(build_targets(records, protocol), PredictionTable.from_tubes(tubes)))
+    metrics.update(dataset=datasets[0], split=split, name=name)
+    return metrics
+
+
+def evaluate_baselines(records: Sequence[SentenceRecord], box_size: tuple[float, float], split: str,
+                       protocol: str = "tubedetr", thresholds: Sequence[float] = (0.3, 0.5),
+                       seed: int = 0) -> dict[str, dict]:
+    """Metrics of both baselines on ``records`` (keys of :data:`BASELINES`, in that order).
+
+    ``box_size`` is the ``(width, height)`` of the centre box, normally :func:`mean_box_size` of the training split;
+    ``seed`` seeds the random spans (recorded as ``seed`` in that baseline's metrics).
+    """
+    proto = get_protocol(protocol, thresholds)
+    whole = whole_clip_centre_box(records, box_size, proto)
+    random = random_span_centre_box(records, box_size, proto, np.random.default_rng(seed))
+    return {
+        WHOLE_CLIP: score_baseline(whole, records, proto, WHOLE_CLIP, split),
+        RANDOM_SPAN: {**score_baseline(random, records, proto, RANDOM_SPAN, split), "seed": seed},
+    }

@@ -1,0 +1,139 @@
+"""scripts/results_page.py on two fake run directories (one inside a Hydra multirun folder) and a tiny benchmark."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bridge_stg.data.synthetic import SyntheticConfig, generate_benchmark, load_split
+from bridge_stg.eval.baselines import BASELINES, evaluate_baselines, mean_box_size
+from bridge_stg.eval.tables import format_value
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_page.py"
+TINY = SyntheticConfig(seconds=4.0, fps=5.0, width_px=64, height_px=64, size_px=(8, 14))
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("results_page", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+results_page = load_script()
+
+
+def final_metrics(experiment: str, tiou: float, viou: float, gt_viou: float) -> dict:
+    return {"tiou": tiou, "viou": viou, "viou@0.3": 0.05, "viou@0.5": 0.0, "gt_viou": gt_viou, "gt_viou@0.3": 0.5,
+            "gt_viou@0.5": 0.25, "count": 6, "missing_predictions": 0, "missing_boxes": 0, "protocol": "tubedetr",
+            "dataset": "synthetic", "split": "test", "name": "synthetic", "experiment": experiment}
+
+
+def make_run(path: Path, experiment: str, train: dict, overrides: list[str], log: list[dict],
+             final: dict | None) -> Path:
+    (path / ".hydra").mkdir(parents=True)
+    (path / "run.json").write_text(json.dumps({"config": {"experiment": experiment, "train": train}}))
+    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in log))
+    if final is not None:
+        (path / "eval" / "final").mkdir(parents=True)
+        (path / "eval" / "final" / "metrics.json").write_text(json.dumps(final))
+    return path
+
+
+def train_line(step: int, time: float, loss: float, visual: float, decoder: float, frames: float) -> dict:
+    return {"step": step, "time": time, "loss/total": loss, "loss/start_end": loss / 2, "stats/visual_tokens": visual,
+            "stats/decoder_tokens": decoder, "stats/frames_decoded": frames, "speed/samples_per_s": 10.0}
+
+
+def eval_line(step: int, time: float, tiou: float, viou: float) -> dict:
+    return {"step": step, "time": time, "eval/tiou": tiou, "eval/viou": viou, "eval/viou@0.3": 0.0,
+            "eval/viou@0.5": 0.0, "eval/gt_viou": 0.2}
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    generate_benchmark(TINY, out, {"train": 3, "test": 6})
+    return out
+
+
+@pytest.fixture
+def run_dirs(tmp_path: Path) -> list[Path]:
+    a = make_run(tmp_path / "runs" / "a", "exp_a", {"seed": 1, "max_steps": 20, "micro_batch_size": 2},
+                 ["train.max_steps=20", "model.backbone.lora_targets=[q_proj,v_proj]"],
+                 [train_line(10, 1000.0, 5.0, 100.0, 30.0, 4.0), eval_line(10, 1001.0, 0.2, 0.05),
+                  train_line(20, 1090.4, 3.0, 120.0, 34.0, 5.0), eval_line(20, 1095.0, 0.3, 0.1)],
+                 final_metrics("exp_a", 0.3, 0.1, 0.4567))
+    sweep = tmp_path / "runs" / "sweep"
+    make_run(sweep / "0", "exp_b", {"seed": 2, "max_steps": 30, "micro_batch_size": 4}, ["train.seed=2"],
+             [train_line(10, 50.0, 4.0, 64.0, 20.0, 2.0), train_line(20, 60.0, 2.0, 64.0, 22.0, 3.0),
+              train_line(30, 3730.0, 1.0, 64.0, 24.0, 4.0), eval_line(30, 3731.0, 0.4123, 0.2)],
+             final_metrics("exp_b", 0.4123, 0.2, 0.5))
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    return [a, sweep]
+
+
+def markdown_rows(text: str) -> dict[str, dict[str, str]]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    split = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
+    header, body = split[0], split[2:]
+    assert all(len(r) == len(header) for r in body)
+    return {r[0].strip("*"): dict(zip(header, r, strict=True)) for r in body}
+
+
+def test_results_page(run_dirs: list[Path], synthetic_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "docs" / "results"
+    argv = [*map(str, run_dirs), "--synthetic-dir", str(synthetic_dir), "--out", str(out)]
+    assert results_page.main(argv) == 0
+
+    table = (out / "table.md").read_text()
+    assert table.startswith("### Synthetic benchmark, test split (values x100)")
+    rows = markdown_rows(table)
+    assert list(rows) == [*BASELINES, "exp_a", "exp_b"]  # baselines first, as reference rows; runs in bold
+    assert "| **exp_a** |" in table and "| whole_clip_centre_box |" in table
+    assert rows["exp_a"] == {"Method": "**exp_a**", "Protocol": "tubedetr", "m_tIoU": "30.0", "m_vIoU": "10.0",
+                             "vIoU@0.3": "5.0", "vIoU@0.5": "0.0"}
+    assert rows["exp_b"]["m_tIoU"] == "41.2"
+    expected = evaluate_baselines(load_split(synthetic_dir, "test"), mean_box_size(load_split(synthetic_dir, "train")),
+                                  "test")
+    for name, metrics in expected.items():
+        assert rows[name]["m_tIoU"] == format_value(100 * metrics["tiou"], "–")
+        assert rows[name]["m_vIoU"] == format_value(100 * metrics["viou"], "–")
+
+    runs = markdown_rows((out / "runs.md").read_text())
+    assert list(runs) == ["exp_a", "exp_b"]
+    assert runs["exp_a"] == {
+        "Run": "exp_a",
+        "Command": "`python scripts/train.py train.max_steps=20 'model.backbone.lora_targets=[q_proj,v_proj]'`",
+        "Seed": "1", "Steps": "20", "Micro batch": "2", "Train time (h:mm:ss)": "0:01:30",
+        "Visual tokens / sample": "110.0", "Decoder tokens / sample": "32.0", "Frames decoded / sample": "4.50",
+        "Final m_gt_vIoU": "45.7"}
+    assert runs["exp_b"]["Command"] == "`python scripts/train.py train.seed=2`"
+    assert runs["exp_b"]["Train time (h:mm:ss)"] == "1:01:20"
+    assert runs["exp_b"]["Decoder tokens / sample"] == "22.0" and runs["exp_b"]["Final m_gt_vIoU"] == "50.0"
+
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_read_runs_expands_multiruns_and_names_rows(run_dirs: list[Path], tmp_path: Path) -> None:
+    twin = make_run(tmp_path / "runs" / "c", "exp_a", {}, [], [], None)
+    runs = results_page.read_runs([run_dirs[0], run_dirs[1], twin])
+    assert [r.label for r in runs] == ["a", "sweep/0", "c"]
+    assert [r.name for r in runs] == ["exp_a (a)", "exp_b", "exp_a (c)"]  # colliding experiment names get the label
+    assert [len(r.train_log) for r in runs] == [2, 3, 0] and [len(r.eval_log) for r in runs] == [2, 1, 0]
+    assert runs[2].final_metrics is None and results_page.runs_row(runs[2])[-1] == "–"
+
+
+def test_not_a_run_directory(tmp_path: Path, synthetic_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    argv = [str(tmp_path / "empty"), "--synthetic-dir", str(synthetic_dir), "--out", str(tmp_path / "out")]
+    assert results_page.main(argv) == 2
+    assert "neither a run directory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
