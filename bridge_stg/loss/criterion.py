@@ -56,7 +56,7 @@ class CriterionConfig:
     box_giou: float = 2.0
     objectness: float = 1.0
     contrastive: float = 0.5
-    token_relevance: float = 0.0
+    token_relevance: float = 1.0
     lm: float = 0.0
     aux_decoder_layers: bool = True
     target_sigma: float = 0.0  # Gaussian smoothing of the start/end targets, in sampled frames; 0 = one-hot

@@ -99,7 +99,8 @@ class BridgeSTG(nn.Module):
         pooled_BCd = (relevance_BCV.unsqueeze(-1) * visual_BCVd).sum(2)
         centers_BCV2, _ = self._token_centers(batch.grid_hw, visual_BCVd.shape[2], visual_BCVd.shape[1])
         position_BC2 = (relevance_BCV.unsqueeze(-1) * centers_BCV2).sum(2)  # where the queries find the target
-        temporal_logits, chunk_BCd = self.temporal_head(frame_q_BCSD, batch.chunk_mask, pooled_BCd, position_BC2)
+        temporal_logits, chunk_BCd = self.temporal_head(frame_q_BCSD, batch.chunk_mask, pooled_BCd, position_BC2,
+                                                        self.bridge.pooled(queries))
         frame_mask = batch.frame_mask
         span = self._span_for_context(temporal_logits, batch)
         frame_feat_BTd = chunk_BCd.repeat_interleave(FRAMES_PER_CHUNK, dim=1)[:, : frame_mask.shape[1]]
@@ -157,7 +158,9 @@ class BridgeSTG(nn.Module):
                          + torch.gather(frame_feat_BTd, 1, frame_idx[..., None].expand(-1, -1, d))
                          + sinusoidal(frame_idx, d)
                          + self.frame_in_chunk(frame_idx % FRAMES_PER_CHUNK))
-        boxes, objectness = self.decoder(frame_queries, fmask, kept, keep_mask, kept_centers, cell_B2, queries)
+        kept_scores = torch.gather(scores, 2, keep).masked_fill(~keep_mask, 0.0)
+        boxes, objectness = self.decoder(frame_queries, fmask, kept, keep_mask, kept_centers, cell_B2, queries,
+                                         kept_scores)
         return BridgeSTGOutput(
             temporal_logits=temporal_logits, frame_mask=batch.frame_mask, decoded_frames=frames, decoded_mask=fmask,
             boxes_cxcywh01=boxes, objectness_logits=objectness,

@@ -35,6 +35,7 @@ class TemporalHeadConfig:
     motion_cue: bool = True  # concatenate the difference to the previous chunk's feature
     relevance_pooling: bool = True  # add each chunk's visual tokens pooled by their relevance to the bridging query
     position_cue: bool = True  # add where the bridging query finds the target per chunk, and its chunk-to-chunk shift
+    query_conditioning: bool = True  # the pooled bridging query modulates every chunk (FiLM)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class DecoderConfig:
     dropout: float = 0.0
     layer_injection: Literal["multi", "last"] = "multi"  # decoder layer l gets the bridging queries of layer S[l]
     box_head: Literal["token_anchored", "detr"] = "token_anchored"
+    relevance_prior: bool = True  # token_anchored: the soft arg-max adds the tokens' relevance to the bridging queries
 
 
 ModelKind = Literal["bridge_stg", "coupled"]

@@ -7,7 +7,10 @@ to the frame's own kept tokens, FFN. Heads are shared by all layers (auxiliary o
 
 * ``token_anchored`` (default): every kept token predicts a box relative to its own grid cell and a relevance to the
   frame query; the box is the relevance-weighted mean (a soft arg-max over cells). In the CPU prototype this learned
-  boxes within minutes where a DETR-style regression from one vector stayed at the mean box.
+  boxes within minutes where a DETR-style regression from one vector stayed at the mean box. With
+  ``relevance_prior`` the token's relevance to the bridging queries (the score token selection ranks by, supervised
+  by the ``token_relevance`` loss) is added to that relevance, so the box starts from where the queries point and the
+  box loss also trains that score.
 * ``detr``: an MLP on the frame query, sigmoid ``cxcywh``.
 """
 
@@ -62,23 +65,27 @@ class SpatialDecoder(nn.Module):
         return [round((num_read - 1) * (i + 1) / num_decoder) for i in range(num_decoder)]
 
     def forward(self, queries_BFd, frame_mask_BF, tokens_BFkd, token_mask_BFk, token_centers_BFk2, token_cell_B2,
-                bridge_BSKd) -> tuple[torch.Tensor, torch.Tensor]:
-        """(boxes ``[Ld, B, F, 4]`` cxcywh in [0, 1], objectness logits ``[Ld, B, F]``)."""
+                bridge_BSKd, token_scores_BFk=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(boxes ``[Ld, B, F, 4]`` cxcywh in [0, 1], objectness logits ``[Ld, B, F]``). ``token_scores_BFk``: the
+        kept tokens' relevance to the bridging queries (the ``relevance_prior``)."""
+        prior = token_scores_BFk if self.cfg.relevance_prior else None
         boxes, objectness = [], []
         q = queries_BFd
         for layer, s in zip(self.layers, self.layer_map):
             q = layer(q, frame_mask_BF, tokens_BFkd, token_mask_BFk, bridge_BSKd[:, s].mean(dim=1))
             h = self.norm(q)
-            boxes.append(self._boxes(h, tokens_BFkd, token_mask_BFk, token_centers_BFk2, token_cell_B2))
+            boxes.append(self._boxes(h, tokens_BFkd, token_mask_BFk, token_centers_BFk2, token_cell_B2, prior))
             objectness.append(self.objectness(h).squeeze(-1))
         return torch.stack(boxes), torch.stack(objectness)
 
-    def _boxes(self, h_BFd, tokens_BFkd, token_mask_BFk, centers_BFk2, cell_B2) -> torch.Tensor:
+    def _boxes(self, h_BFd, tokens_BFkd, token_mask_BFk, centers_BFk2, cell_B2, prior_BFk=None) -> torch.Tensor:
         if self.cfg.box_head == "detr":
             return self.box(h_BFd).sigmoid()
         d = h_BFd.shape[-1]
         keys = self.token_key(tokens_BFkd)
         relevance = torch.einsum("bfd,bfkd->bfk", h_BFd, keys) / d**0.5
+        if prior_BFk is not None:
+            relevance = relevance + prior_BFk
         relevance = relevance.masked_fill(~token_mask_BFk, torch.finfo(relevance.dtype).min)
         raw = self.token_box(torch.cat([tokens_BFkd, h_BFd[:, :, None].expand_as(tokens_BFkd)], dim=-1))
         cell = cell_B2[:, None, None, :]

@@ -8,7 +8,10 @@ the bridging query (a plain mean drowns the target among moving distractors), th
 chunk, and a position cue: where the queries find the target in each chunk (the relevance-weighted mean of the token
 cell centres) and how far that moved from the previous chunk and to the next one. Visual token features carry no
 absolute position (the vision tower and the LLM encode it by rotary phases only), so without the position cue "moves
-to the left" has to be read from the within-chunk patch embeddings alone. Each chunk emits logits for its two frames,
+to the left" has to be read from the within-chunk patch embeddings alone. With ``query_conditioning`` the pooled
+bridging query modulates every chunk's features (FiLM: a query-dependent scale and shift), so the head can compare
+what it sees with what the sentence asks for (a direction, an action) by a product — "moved left" times "asked for
+left" — rather than only through the causal frame-query states. Each chunk emits logits for its two frames,
 so spans resolve to single frames rather than pairs.
 """
 
@@ -34,15 +37,21 @@ class TemporalHead(nn.Module):
         self.motion = nn.Linear(2 * dim, dim) if cfg.motion_cue else None
         self.position = (nn.Sequential(nn.Linear(6, dim), nn.GELU(), nn.Linear(dim, dim))
                          if cfg.position_cue else None)
+        self.query = nn.Linear(dim, 2 * dim) if cfg.query_conditioning else None
+        if self.query is not None:  # FiLM starts as the identity
+            nn.init.zeros_(self.query.weight)
+            nn.init.zeros_(self.query.bias)
         self.encoder = nn.ModuleList(EncoderLayer(dim, cfg.num_heads, 4 * dim) for _ in range(cfg.num_layers))
         self.out = nn.Linear(dim, FRAMES_PER_CHUNK * 3)
 
     def forward(self, frame_query_BCSD: torch.Tensor, chunk_mask_BC: torch.Tensor,
                 visual_BCd: torch.Tensor | None = None,
-                position_BC2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                position_BC2: torch.Tensor | None = None,
+                query_Bd: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits ``[B, 2C, 3]`` — start, end, inside per frame —, chunk features ``[B, C, d]``).
 
-        ``position_BC2``: (x, y) in [0, 1] of the target in each chunk, for the position cue.
+        ``position_BC2``: (x, y) in [0, 1] of the target in each chunk, for the position cue. ``query_Bd``: the pooled
+        bridging query, which modulates every chunk under ``query_conditioning``.
         """
         weights = self.layer_logits.softmax(0)
         x = self.proj(torch.einsum("bcsd,s->bcd", frame_query_BCSD, weights.to(frame_query_BCSD.dtype)).float())
@@ -53,6 +62,9 @@ class TemporalHead(nn.Module):
             x = x + self.motion(torch.cat([x, x - prev], dim=-1))
         if self.position is not None and position_BC2 is not None:
             x = x + self.position(self._displacements(position_BC2.float(), chunk_mask_BC))
+        if self.query is not None and query_Bd is not None:
+            scale, shift = self.query(query_Bd.float())[:, None].chunk(2, dim=-1)
+            x = x * (1 + scale) + shift
         chunks = torch.arange(x.shape[1], device=x.device)
         x = x + sinusoidal(chunks, self.dim)[None]
         for layer in self.encoder:

@@ -14,7 +14,7 @@ from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion, box_a
 from bridge_stg.model.outputs import BridgeSTGOutput
 
 LN = math.log
-ONLY = dict.fromkeys(("start_end", "inside", "box_l1", "box_giou", "objectness", "contrastive"), 0.0)
+ONLY = dict.fromkeys(("start_end", "inside", "box_l1", "box_giou", "objectness", "contrastive", "token_relevance"), 0.0)
 
 
 def only(**weights: float) -> CriterionConfig:
