@@ -40,6 +40,10 @@ ABLATIONS = {
     "lora_rank_8": {"model.backbone.llm": "lora", "model.backbone.lora_rank": 8, "model.backbone.lora_alpha": 16},
     "lora_rank_64": {"model.backbone.llm": "lora", "model.backbone.lora_rank": 64, "model.backbone.lora_alpha": 128},
     "frozen_vision": {"model.backbone.freeze_vision": True},
+    "no_position_cue": {"model.temporal.position_cue": False},
+    "no_query_conditioning": {"model.temporal.query_conditioning": False},
+    "no_relevance_prior": {"model.decoder.relevance_prior": False},
+    "no_token_relevance": {"loss.token_relevance": 0.0},
 }
 
 
