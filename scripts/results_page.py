@@ -34,8 +34,8 @@ from bridge_stg.eval.tables import MISSING_MARKDOWN, format_value, row_from_metr
 
 TRAIN_COMMAND = "python scripts/train.py"
 FINAL_METRICS = Path("eval") / "final" / "metrics.json"
-LOSS_KEY = "loss/total"
-EVAL_KEYS = {"eval/tiou": "m_tIoU", "eval/viou": "m_vIoU"}
+LOSS_KEY = "loss/start_end"  # the temporal head's main term: whether it leaves the label prior
+EVAL_KEYS = {"eval/tiou": "m_tIoU", "eval/viou": "m_vIoU", "eval/gt_viou": "m_gt_vIoU (GT spans)"}
 BASELINE_STYLES = {BASELINES[0]: "tab:gray", BASELINES[1]: "black"}
 
 
@@ -239,34 +239,41 @@ def results_table(rows: Sequence[ResultRow]) -> str:
 
 
 def plot_curves(runs: Sequence[Run], baselines: Mapping[str, dict], out_path: Path) -> Path:
-    """Eval m_tIoU and m_vIoU (x100) against step per run, baselines as dashed lines, and the training loss."""
+    """Eval m_tIoU, m_vIoU and m_gt_vIoU (x100) against step per run, baselines as dashed lines, and the training
+    start/end loss (smoothed over 5 log lines; runs without the term, such as the coupled baseline, are absent)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    axes = axes.ravel()
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (key, label) in zip(axes[:2], EVAL_KEYS.items()):
+
+    def style(i: int) -> dict:
+        return {"color": colours[i % len(colours)], "linestyle": ("-", "--", ":")[i // len(colours) % 3]}
+
+    for ax, (key, label) in zip(axes[:3], EVAL_KEYS.items()):
         for i, run in enumerate(runs):
             points = [(line["step"], 100 * line[key]) for line in run.eval_log if key in line]
             if points:
-                ax.plot(*zip(*points), marker="o", color=colours[i % len(colours)], label=run.name)
+                ax.plot(*zip(*points), marker="o", markersize=3, label=run.name, **style(i))
         for name, metrics in baselines.items():
             ax.axhline(100 * metrics[key.removeprefix("eval/")], linestyle="--", linewidth=1,
                        color=BASELINE_STYLES.get(name, "gray"), label=name)
         ax.set(xlabel="step", ylabel=f"{label} (x100)", title=f"eval {label}")
-        ax.legend(fontsize=7)
-    ax = axes[2]
+    ax = axes[3]
     for i, run in enumerate(runs):
         points = [(line["step"], line[LOSS_KEY]) for line in run.train_log if LOSS_KEY in line]
-        if points:
-            ax.plot(*zip(*points), linewidth=1, color=colours[i % len(colours)], label=run.name)
-    ax.set(xlabel="step", ylabel="loss", title="train total loss")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
+        if len(points) >= 5:
+            steps, values = zip(*points)
+            smooth = [sum(values[max(0, j - 4): j + 1]) / len(values[max(0, j - 4): j + 1]) for j in range(len(values))]
+            ax.plot(steps, smooth, linewidth=1, label=run.name, **style(i))
+    ax.set(xlabel="step", ylabel="CE(start) + CE(end)", title=f"train {LOSS_KEY} (smoothed)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return out_path
 
