@@ -42,6 +42,7 @@ from bridge_stg.text.prompt import (
     chat_answer_suffix,
     chat_prompt,
     grounding_layout,
+    query_char_span,
 )
 
 Family = Literal["qwen2_vl", "qwen2_5_vl"]
@@ -66,6 +67,7 @@ class GroundingBatch:
     video_token_pos: torch.Tensor  # long [B, C, V], row-major over the chunk's (H/28, W/28) token grid
     video_token_mask: torch.Tensor  # bool [B, C, V]
     grid_hw: torch.Tensor  # long [B, 2]: LLM token grid (H/28, W/28) of every chunk of the sample
+    query_mask: torch.Tensor  # bool [B, L]: the sentence's tokens in the prompt
     span: torch.Tensor  # long [B, 2]
     has_span: torch.Tensor  # bool [B]
     boxes_cxcywh01: torch.Tensor  # float32 [B, T, 4]
@@ -143,6 +145,7 @@ class GroundingCollator:
         return GroundingBatch(
             model_inputs=model_inputs,
             **self._token_maps(model_inputs["input_ids"], offsets, samples, chunk_counts),
+            query_mask=self._query_mask(samples, offsets, model_inputs["input_ids"].shape[1]),
             **_targets(samples),
             meta=[_meta(s) for s in samples],
         )
@@ -199,6 +202,21 @@ class GroundingCollator:
         ids += answer_ids
         types += [0] * len(answer_ids)
         labels += answer_ids
+
+    def _query_mask(self, samples: Sequence[GroundingSample], offsets: list[int], length: int) -> torch.Tensor:
+        """bool ``[B, L]``: the tokens of each sample's sentence. The prompt text before the sentence's end is
+        tokenised on its own (it precedes every video token, so the processor's ids agree there); the sentence starts
+        after the tokens of the text before it, its separating space excluded (byte-level BPE fuses a space with
+        the word after it)."""
+        mask = torch.zeros(len(samples), length, dtype=torch.bool)
+        tok = self.processor.tokenizer
+        for b, s in enumerate(samples):
+            prompt = chat_prompt(self.processor, self._layout(s))
+            start_char, end_char = query_char_span(prompt, s.query)
+            start = len(tok(prompt[:start_char].rstrip(" "), add_special_tokens=False)["input_ids"])
+            end = len(tok(prompt[:end_char], add_special_tokens=False)["input_ids"])
+            mask[b, offsets[b] + start : offsets[b] + end] = True
+        return mask
 
     def _vision_inputs(self, inputs: dict[str, Any], samples: Sequence[GroundingSample]) -> dict[str, torch.Tensor]:
         grid_thw = torch.as_tensor(inputs["video_grid_thw"], dtype=torch.long)
@@ -306,6 +324,7 @@ def _targets(samples: Sequence[GroundingSample]) -> dict[str, torch.Tensor]:
 def _meta(s: GroundingSample) -> dict[str, Any]:
     return {
         "sample_id": s.sample_id,
+        "query": s.query,
         "source": s.source,
         "task": s.task,
         "sentence_id": s.sentence_id,

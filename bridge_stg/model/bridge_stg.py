@@ -4,7 +4,8 @@ Shapes: B batch, L sequence, T frames, C = T/2 chunks, V visual tokens per chunk
 D LLM width, d decoder width, F decoded frames, k kept tokens, Ld decoder layers.
 
 Order of a forward pass: backbone -> bridging queries -> relevance of every chunk's tokens to them (the tokens and
-their grid positions pooled into the temporal head) -> temporal head -> span (GT while training, predicted
+their grid positions pooled into the temporal head) -> query vector (pooled bridging queries + pooled sentence tokens)
+-> temporal head -> span (GT while training, predicted
 otherwise) -> temporal context added to the queries -> frame selection -> token selection -> spatial decoder. The
 model returns a :class:`BridgeSTGOutput` and never computes a loss.
 """
@@ -39,7 +40,7 @@ from bridge_stg.model.selection import (
     select_training_frames,
 )
 from bridge_stg.model.spatial_decoder import SpatialDecoder
-from bridge_stg.model.temporal_head import FRAMES_PER_CHUNK, TemporalHead
+from bridge_stg.model.temporal_head import FRAMES_PER_CHUNK, TemporalHead, TextPooling
 from bridge_stg.ops.segments import decode_span
 from bridge_stg.tokens import GroundingTokens
 
@@ -79,6 +80,8 @@ class BridgeSTG(nn.Module):
         self.feature_layer = _resolve(cfg.selection.feature_layer, n)
         big_d, d, s = backbone.hidden_size, cfg.decoder_dim, len(cfg.backbone_layers)
         self.temporal_head = TemporalHead(big_d, s, d, cfg.temporal)
+        use_text = cfg.temporal.query_conditioning and cfg.temporal.text_pooling
+        self.text_pooling = TextPooling(big_d, d) if use_text else None
         self.bridge = SemanticBridge(big_d, s, cfg.num_bridge_tokens, d, cfg.bridge)
         self.visual_proj = nn.Sequential(nn.LayerNorm(big_d), nn.Linear(big_d, d))
         self.frame_in_chunk = nn.Embedding(FRAMES_PER_CHUNK, d)
@@ -99,8 +102,11 @@ class BridgeSTG(nn.Module):
         pooled_BCd = (relevance_BCV.unsqueeze(-1) * visual_BCVd).sum(2)
         centers_BCV2, _ = self._token_centers(batch.grid_hw, visual_BCVd.shape[2], visual_BCVd.shape[1])
         position_BC2 = (relevance_BCV.unsqueeze(-1) * centers_BCV2).sum(2)  # where the queries find the target
+        query_Bd = self.bridge.pooled(queries)
+        if self.text_pooling is not None:
+            query_Bd = query_Bd + self.text_pooling(torch.stack(read).mean(0), batch.query_mask)
         temporal_logits, chunk_BCd = self.temporal_head(frame_q_BCSD, batch.chunk_mask, pooled_BCd, position_BC2,
-                                                        self.bridge.pooled(queries))
+                                                        query_Bd)
         frame_mask = batch.frame_mask
         span = self._span_for_context(temporal_logits, batch)
         frame_feat_BTd = chunk_BCd.repeat_interleave(FRAMES_PER_CHUNK, dim=1)[:, : frame_mask.shape[1]]

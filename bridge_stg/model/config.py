@@ -36,6 +36,7 @@ class TemporalHeadConfig:
     relevance_pooling: bool = True  # add each chunk's visual tokens pooled by their relevance to the bridging query
     position_cue: bool = True  # add where the bridging query finds the target per chunk, and its chunk-to-chunk shift
     query_conditioning: bool = True  # the pooled bridging query modulates every chunk (FiLM)
+    text_pooling: bool = True  # ... plus the attention-pooled LLM states of the sentence's tokens
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,15 @@ the bridging query (a plain mean drowns the target among moving distractors), th
 chunk, and a position cue: where the queries find the target in each chunk (the relevance-weighted mean of the token
 cell centres) and how far that moved from the previous chunk and to the next one. Visual token features carry no
 absolute position (the vision tower and the LLM encode it by rotary phases only), so without the position cue "moves
-to the left" has to be read from the within-chunk patch embeddings alone. With ``query_conditioning`` the pooled
-bridging query modulates every chunk's features (FiLM: a query-dependent scale and shift), so the head can compare
-what it sees with what the sentence asks for (a direction, an action) by a product — "moved left" times "asked for
-left" — rather than only through the causal frame-query states. Each chunk emits logits for its two frames,
-so spans resolve to single frames rather than pairs.
+to the left" has to be read from the within-chunk patch embeddings alone. With ``query_conditioning`` a query
+vector modulates every chunk's features (FiLM: a query-dependent scale and shift), so the head can compare what it
+sees with what the sentence asks for (a direction, an action) by a product — "moved left" times "asked for left" —
+rather than only through the causal frame-query states. The query vector is the pooled bridging query plus, with
+``text_pooling``, an attention pooling of the LLM states of the sentence's tokens (:class:`TextPooling`; the prompt
+puts the sentence before the video, so the causal LLM encodes it from text alone). docs/results.md measures what
+each of these inputs does on the synthetic benchmark.
+
+Each chunk emits logits for its two frames, so spans resolve to single frames rather than pairs.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ class TemporalHead(nn.Module):
         self.position = (nn.Sequential(nn.Linear(6, dim), nn.GELU(), nn.Linear(dim, dim))
                          if cfg.position_cue else None)
         self.query = nn.Linear(dim, 2 * dim) if cfg.query_conditioning else None
-        if self.query is not None:  # FiLM starts as the identity
-            nn.init.zeros_(self.query.weight)
+        if self.query is not None:  # FiLM starts near the identity (not at it: the query side needs a gradient)
+            nn.init.normal_(self.query.weight, std=0.01)
             nn.init.zeros_(self.query.bias)
         self.encoder = nn.ModuleList(EncoderLayer(dim, cfg.num_heads, 4 * dim) for _ in range(cfg.num_layers))
         self.out = nn.Linear(dim, FRAMES_PER_CHUNK * 3)
@@ -82,3 +86,23 @@ class TemporalHead(nn.Module):
         has_next = torch.cat([chunk_mask_BC[:, 1:], chunk_mask_BC[:, :1] & False], dim=1)[..., None]
         nxt = torch.where(has_next, nxt, position_BC2)
         return torch.cat([position_BC2, SHIFT_SCALE * (position_BC2 - prev), SHIFT_SCALE * (nxt - position_BC2)], -1)
+
+
+class TextPooling(nn.Module):
+    """One vector ``[B, d]`` from the LLM states of the sentence's tokens (``GroundingBatch.query_mask``).
+
+    Attention pooling (a learned score per token, softmax over the sentence) lets the head pick the words that matter
+    for time (a direction, an action); the output is layer-normalised, so the query reaches the FiLM at full scale
+    from the first step rather than as a small offset on a mean.
+    """
+
+    def __init__(self, llm_dim: int, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(llm_dim)
+        self.score = nn.Linear(llm_dim, 1)
+        self.proj = nn.Sequential(nn.Linear(llm_dim, dim), nn.LayerNorm(dim))
+
+    def forward(self, states_BLD: torch.Tensor, text_mask_BL: torch.Tensor) -> torch.Tensor:
+        h = self.norm(states_BLD.float())
+        weights = self.score(h).squeeze(-1).masked_fill(~text_mask_BL, float("-inf")).softmax(-1).nan_to_num(0.0)
+        return self.proj((weights.unsqueeze(-1) * h).sum(1))

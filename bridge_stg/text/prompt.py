@@ -27,11 +27,12 @@ from typing import Any
 from bridge_stg.tokens import GroundingTokens, add_grounding_tokens
 
 __all__ = ["GroundingTokens", "add_grounding_tokens", "build_prompt", "chat_answer_suffix", "chat_prompt",
-           "grounding_layout", "has_chat_template", "timestamp_text"]
+           "grounding_layout", "has_chat_template", "query_char_span", "timestamp_text"]
 
 VISION_START = "<|vision_start|>"
 VISION_END = "<|vision_end|>"
 VIDEO_PAD = "<|video_pad|>"
+QUERY_PREFIX = "Query: "
 
 
 def timestamp_text(seconds: float) -> str:
@@ -47,7 +48,17 @@ def grounding_layout(
         raise ValueError("a grounding prompt needs at least one chunk")
     chunk = VISION_START + VIDEO_PAD + VISION_END + tokens.frame_query
     chunks = "".join((timestamp_text(t) if timestamps else "") + chunk for t in chunk_times_s)
-    return f"Query: {query}\n{chunks}{''.join(tokens.bridge_tokens())}"
+    return f"{QUERY_PREFIX}{query}\n{chunks}{''.join(tokens.bridge_tokens())}"
+
+
+def query_char_span(prompt: str, query: str) -> tuple[int, int]:
+    """``[start, end)`` character range of ``query`` in a prompt built from :func:`grounding_layout`."""
+    marker = f"{QUERY_PREFIX}{query}\n"
+    at = prompt.find(marker)
+    if at < 0:
+        raise ValueError(f"the prompt does not contain the grounding layout of query {query!r}")
+    start = at + len(QUERY_PREFIX)
+    return start, start + len(query)
 
 
 def has_chat_template(processor: Any) -> bool:

@@ -217,6 +217,17 @@ def batch_text(batch, b: int, tokenizer) -> str:
     return tokenizer.decode(batch.model_inputs["input_ids"][b][batch.model_inputs["attention_mask"][b].bool()])
 
 
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_query_mask_marks_the_sentence(ckpts, padding_side):
+    col = collator(ckpts["qwen2_vl"], "qwen2_vl", padding_side=padding_side)
+    samples = mixed_samples()
+    batch = col(samples)
+    tok = col.processor.tokenizer
+    for b, sample in enumerate(samples):
+        assert tok.decode(batch.model_inputs["input_ids"][b][batch.query_mask[b]]).strip() == sample.query
+    assert not (batch.query_mask & ~batch.model_inputs["attention_mask"].bool()).any()
+
+
 def test_without_timestamps(ckpts):
     col = collator(ckpts["qwen2_vl"], "qwen2_vl", timestamps=False)
     text = batch_text(col(mixed_samples()), 0, col.processor.tokenizer)
@@ -276,3 +287,4 @@ def test_real_qwen2_tokenizer(tmp_path):
     assert chat_prompt(col.processor, "x").endswith("<|im_start|>assistant\n")
     supervised = batch.model_inputs["labels"][0] != IGNORE_INDEX
     assert tok.decode(ids[0][supervised]) == "from 1.0s to 3.0s<|im_end|>"
+    assert [tok.decode(ids[b][batch.query_mask[b]]).strip() for b in range(3)] == [s.query for s in samples]

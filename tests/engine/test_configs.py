@@ -42,6 +42,7 @@ ABLATIONS = {
     "frozen_vision": {"model.backbone.freeze_vision": True},
     "no_position_cue": {"model.temporal.position_cue": False},
     "no_query_conditioning": {"model.temporal.query_conditioning": False},
+    "no_text_pooling": {"model.temporal.text_pooling": False},
     "no_relevance_prior": {"model.decoder.relevance_prior": False},
     "no_token_relevance": {"loss.token_relevance": 0.0},
 }

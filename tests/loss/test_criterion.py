@@ -28,7 +28,7 @@ def make_batch(span, has_span, boxes_BT4, box_mask, frame_mask) -> GroundingBatc
     return GroundingBatch(
         model_inputs={}, frame_query_pos=empty, chunk_mask=empty.bool(), bridge_pos=empty,
         video_token_pos=torch.zeros(B, 0, 0, dtype=torch.long), video_token_mask=torch.zeros(B, 0, 0, dtype=torch.bool),
-        grid_hw=torch.ones(B, 2, dtype=torch.long),
+        grid_hw=torch.ones(B, 2, dtype=torch.long), query_mask=torch.zeros(B, 0, dtype=torch.bool),
         span=torch.tensor(span, dtype=torch.long), has_span=torch.tensor(has_span),
         boxes_cxcywh01=torch.as_tensor(boxes_BT4, dtype=torch.float32).reshape(B, T, 4),
         box_mask=torch.tensor(box_mask), frame_mask=torch.tensor(frame_mask),
