@@ -31,6 +31,7 @@ from bridge_stg.engine.components import build_collator, build_eval_dataset, loa
 from bridge_stg.loss.box_ops import cxcywh_to_xyxy
 from bridge_stg.loss.criterion import box_area_share
 from bridge_stg.model.bridge_stg import BridgeSTG
+from bridge_stg.ops.boxes import paired_box_iou
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
@@ -41,15 +42,6 @@ def query_direction(query: str) -> np.ndarray:
     if len(found) != 1:
         raise ValueError(f"query {query!r} does not name exactly one of {list(DIRECTIONS)}: not a synthetic query")
     return np.array(found[0])
-
-
-def box_iou(pred_N4: torch.Tensor, gt_N4: torch.Tensor) -> np.ndarray:
-    """IoU of paired ``cxcywh`` boxes."""
-    a, b = cxcywh_to_xyxy(pred_N4), cxcywh_to_xyxy(gt_N4)
-    lo, hi = torch.maximum(a[:, :2], b[:, :2]), torch.minimum(a[:, 2:], b[:, 2:])
-    inter = (hi - lo).clamp(min=0).prod(-1)
-    union = (a[:, 2:] - a[:, :2]).prod(-1) + (b[:, 2:] - b[:, :2]).prod(-1) - inter
-    return (inter / union.clamp(min=1e-8)).numpy()
 
 
 def diagnose(model: BridgeSTG, dataset, collator, num_samples: int, batch_size: int = 8) -> dict[str, float]:
@@ -73,7 +65,8 @@ def diagnose(model: BridgeSTG, dataset, collator, num_samples: int, batch_size: 
                 idx = out.decoded_frames.clamp(min=0)
                 gt = batch.boxes_cxcywh01.gather(1, idx[..., None].expand(-1, -1, 4))
                 has = out.decoded_mask & batch.box_mask.gather(1, idx)
-                ious.append(box_iou(out.boxes_cxcywh01[-1][has].float(), gt[has].float()))
+                ious.append(paired_box_iou(cxcywh_to_xyxy(out.boxes_cxcywh01[-1][has].float()).numpy(),
+                                           cxcywh_to_xyxy(gt[has].float()).numpy()))
                 share = box_area_share(gt, out.token_centers01, out.token_cell01)
                 top = out.token_logits.masked_fill(~out.token_mask, float("-inf")).argmax(-1)
                 hits.append((share.gather(-1, top[..., None])[..., 0] > 0)[has].numpy())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from markdown_table import markdown_rows
 
 from bridge_stg.data.synthetic import SyntheticConfig, generate_benchmark, load_split
 from bridge_stg.eval.baselines import BASELINES, evaluate_baselines, mean_box_size
@@ -78,14 +79,6 @@ def run_dirs(tmp_path: Path) -> list[Path]:
              final_metrics("exp_b", 0.4123, 0.2, 0.5))
     (sweep / "multirun.yaml").write_text("hydra: {}\n")
     return [a, sweep]
-
-
-def markdown_rows(text: str) -> dict[str, dict[str, str]]:
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    split = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
-    header, body = split[0], split[2:]
-    assert all(len(r) == len(header) for r in body)
-    return {r[0].strip("*"): dict(zip(header, r, strict=True)) for r in body}
 
 
 def test_results_page(run_dirs: list[Path], synthetic_dir: Path, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -34,17 +33,10 @@ from bridge_stg.structures import SentenceRecord, TubePrediction
 log = logging.getLogger(__name__)
 
 
-def target_frame_ids(record: SentenceRecord, protocol: Protocol) -> np.ndarray:
-    """The frames on which the protocol needs a predicted box."""
-    if protocol.dense_frames:
-        return np.arange(record.segment[0], record.segment[1], dtype=np.int64)
-    return protocol.eval_frame_ids(record)
-
-
 def _to_tube(pred: dict, sample, record: SentenceRecord, protocol: Protocol, fill: str) -> TubePrediction:
     return tube_from_prediction(
         record.sentence_id, pred["span_idx"], sample.frame_ids, record.segment[1], pred["decoded_frames"],
-        pred["boxes_cxcywh01"], sample.orig_size, target_frame_ids(record, protocol), fill=fill)
+        pred["boxes_cxcywh01"], sample.orig_size, protocol.prediction_frame_ids(record), fill=fill)
 
 
 def predict_split(model: BridgeSTG, dataset: GroundingDataset, collator: GroundingCollator, spec: RunSpec,

@@ -56,16 +56,9 @@ def centre_box(frame_width: int, frame_height: int, box_size: tuple[float, float
     return np.clip(box, 0.0, np.array([frame_width, frame_height, frame_width, frame_height], dtype=np.float64))
 
 
-def box_frame_ids(record: SentenceRecord, protocol: Protocol) -> np.ndarray:
-    """The frames on which ``protocol`` needs a predicted box (as ``bridge_stg.engine.evaluate.target_frame_ids``)."""
-    if protocol.dense_frames:
-        return np.arange(record.segment[0], record.segment[1], dtype=np.int64)
-    return protocol.eval_frame_ids(record)
-
-
 def _centre_box_tube(record: SentenceRecord, span: tuple[int, int], box_size: tuple[float, float],
                      protocol: Protocol) -> TubePrediction:
-    frames = box_frame_ids(record, protocol)
+    frames = protocol.prediction_frame_ids(record)
     box = centre_box(record.width, record.height, box_size)
     return TubePrediction(record.sentence_id, span, frames, np.tile(box, (len(frames), 1)))
 

@@ -55,6 +55,13 @@ class Protocol:
             end -= 1
         return sample_frame_ids(start, end, record.fps, self.fps, self.max_frames)
 
+    def prediction_frame_ids(self, record: SentenceRecord) -> np.ndarray:
+        """The frames on which a predicted tube needs a box: every segment frame (dense protocols) or the sampled
+        ones."""
+        if self.dense_frames:
+            return np.arange(record.segment[0], record.segment[1], dtype=np.int64)
+        return self.eval_frame_ids(record)
+
 
 def get_protocol(name: str, thresholds: Sequence[float] = (0.3, 0.5)) -> Protocol:
     thresholds = tuple(float(t) for t in thresholds)

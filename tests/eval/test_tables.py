@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from markdown_table import markdown_rows
 
 from bridge_stg.cli.tables import main
 from bridge_stg.eval.published import PUBLISHED, UNKNOWN_PROTOCOL, metric_keys, published_rows
@@ -42,15 +43,6 @@ def write(tmp_path: Path, name: str, metrics: dict) -> Path:
     path = tmp_path / name
     path.write_text(json.dumps(metrics))
     return path
-
-
-def markdown_rows(text: str) -> dict[str, dict[str, str]]:
-    """The first markdown table of ``text`` as {method (bold stripped): {header: cell}}."""
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    split = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
-    header, body = split[0], split[2:]
-    assert all(len(r) == len(header) for r in body)
-    return {r[0].strip("*"): dict(zip(header, r, strict=True)) for r in body}
 
 
 # --- published numbers ----------------------------------------------------------------------------
