@@ -99,7 +99,7 @@ class TextPooling(nn.Module):
     def __init__(self, llm_dim: int, dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(llm_dim)
-        self.score = nn.Linear(llm_dim, 1)
+        self.score = nn.Linear(llm_dim, 1, bias=False)  # a bias would cancel in the softmax
         self.proj = nn.Sequential(nn.Linear(llm_dim, dim), nn.LayerNorm(dim))
 
     def forward(self, states_BLD: torch.Tensor, text_mask_BL: torch.Tensor) -> torch.Tensor:
