@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from bridge_stg.data.frames import FrameBudget, fit_to_pixel_budget, resize_frames, select_frames
+from bridge_stg.data.frames import FrameBudget, fit_to_pixel_budget, resize_frames, sample_window, select_frames
 from bridge_stg.data.video_io import VideoReadError, read_frames
 from bridge_stg.ops.sampling import span_to_indices
 from bridge_stg.structures import GroundingSample, SentenceRecord, Task
@@ -108,13 +108,14 @@ class GroundingDataset(Dataset):
             frames = np.stack([frames, frames])
         else:
             rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
-            frame_ids = select_frames(record.segment, record.fps, self.budget, record.tube, rng)
+            window = sample_window(record.segment, self.budget, record.tube, rng)
+            frame_ids = select_frames(window, record.fps, self.budget)
             frames = read_frames(path, frame_ids, expected_frame_count=record.frame_count)
         size = fit_to_pixel_budget(frames.shape[1], frames.shape[2], self.budget.min_pixels, self.budget.max_pixels)
         tube = record.tube
         span = None
         if tube is not None and task != "image":
-            span = span_to_indices(tube, frame_ids)
+            span = span_to_indices(tube, frame_ids, window[1])
         boxes, mask = boxes_on_frames(record, frame_ids, tube if tube is not None else (0, 1))
         fps = record.fps if task == "image" else effective_fps(frame_ids, record.fps)
         answer = format_answer(span, boxes, mask) if self.with_answers and span is not None and mask.any() else None

@@ -51,13 +51,21 @@ def select_frames(
     """Frame ids the model sees for a segment (even count, ascending, duplicates only as padding).
 
     With ``rng`` and ``budget.crop_prob > 0`` a random sub-segment that contains ``tube`` is sampled instead of the
-    whole segment (training augmentation). The rate never exceeds the video's own fps.
+    whole segment (training augmentation, :func:`sample_window`). The rate never exceeds the video's own fps.
     """
-    start, end = segment
-    if rng is not None and budget.crop_prob > 0 and rng.random() < budget.crop_prob:
-        start, end = _random_crop(segment, tube, budget.crop_min_fraction, rng)
+    start, end = sample_window(segment, budget, tube, rng)
     fps = min(budget.fps, video_fps)
     return make_even(sample_frame_ids(start, end, video_fps, fps, budget.max_frames))
+
+
+def sample_window(segment: tuple[int, int], budget: FrameBudget, tube: tuple[int, int] | None = None,
+                  rng: np.random.Generator | None = None) -> tuple[int, int]:
+    """The half-open stretch of frames a sample is drawn from: ``segment``, or with ``rng`` and probability
+    ``budget.crop_prob`` a random sub-segment containing ``tube``. Its end closes the last sampled frame's interval
+    (:func:`bridge_stg.ops.sampling.span_to_indices`)."""
+    if rng is not None and budget.crop_prob > 0 and rng.random() < budget.crop_prob:
+        return _random_crop(segment, tube, budget.crop_min_fraction, rng)
+    return segment
 
 
 def _random_crop(segment, tube, min_fraction, rng) -> tuple[int, int]:

@@ -51,9 +51,32 @@ def test_resize_frames_shape_and_identity():
 
 def test_span_index_mapping_round_trips_on_the_sampling_grid():
     frame_ids = np.arange(0, 100, 5)
-    assert span_to_indices((20, 45), frame_ids) == (4, 9)
+    assert span_to_indices((20, 45), frame_ids, 100) == (4, 9)
     assert indices_to_span((4, 9), frame_ids, 100) == (20, 45)
     assert indices_to_span((18, 20), frame_ids, 100) == (90, 100)
-    assert span_to_indices((21, 23), frame_ids) == (4, 5)  # shorter than a step: the frame holding its start
+    assert span_to_indices((90, 100), frame_ids, 100) == (18, 20)
+    assert span_to_indices((21, 23), frame_ids, 100) == (4, 5)  # shorter than half a step: the frame overlapping most
+    assert span_to_indices((24, 26), frame_ids, 100) == (4, 5)  # 1 frame in frame 4's interval, 1 in frame 5's
     with pytest.raises(ValueError):
         indices_to_span((3, 3), frame_ids, 100)
+
+
+def test_span_indices_include_a_sampled_frame_when_half_its_interval_is_in_the_span():
+    frame_ids = np.arange(0, 100, 10)
+    assert span_to_indices((13, 47), frame_ids, 100) == (1, 5)  # [10, 20) is 70 % inside, [40, 50) 70 %
+    assert span_to_indices((17, 43), frame_ids, 100) == (2, 4)  # 30 % inside: left out
+    assert span_to_indices((15, 45), frame_ids, 100) == (1, 5)  # exactly half inside: in, at both ends
+    assert span_to_indices((0, 96), frame_ids, 100) == (0, 10)  # the last interval ends at the segment's end
+    for tube in [(13, 47), (17, 43), (0, 96), (31, 38)]:  # the mapped-back span is the closest one expressible
+        s, e = span_to_indices(tube, frame_ids, 100)
+        best = max(((a, b) for a in range(10) for b in range(a + 1, 11)),
+                   key=lambda ab: _tiou(indices_to_span(ab, frame_ids, 100), tube))
+        assert _tiou(indices_to_span((s, e), frame_ids, 100), tube) == pytest.approx(
+            _tiou(indices_to_span(best, frame_ids, 100), tube))
+    with pytest.raises(ValueError, match="segment end"):
+        span_to_indices((0, 5), frame_ids, 90)
+
+
+def _tiou(a, b):
+    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
