@@ -6,7 +6,9 @@ multirun folder, whose numbered subfolders are run directories. Written into ``-
 
 ``table.md``
     the final metrics of every run and of the two trivial baselines (:mod:`bridge_stg.eval.baselines`, scored on the
-    test split of ``--synthetic-dir`` with a box of the train split's mean size), rendered by ``bridge-stg-tables``;
+    test split of ``--synthetic-dir`` with a box of the train split's mean size), and of the ground-truth span as the
+    runs' evaluation frame sampling (``data.eval_budget``) can express it: the m_tIoU ceiling; rendered by
+    ``bridge-stg-tables``;
 ``runs.md``
     per run: command, seed, steps, micro batch, training time, tokens per sample, final m_gt_vIoU;
 ``learning_curves.png``
@@ -27,8 +29,9 @@ from pathlib import Path
 import yaml
 
 from bridge_stg.cli.tables import group_rows, render_group
+from bridge_stg.data.frames import FrameBudget, select_frames
 from bridge_stg.data.synthetic import load_split
-from bridge_stg.eval.baselines import BASELINES, evaluate_baselines, mean_box_size
+from bridge_stg.eval.baselines import BASELINES, SAMPLED_GT_SPAN, evaluate_baselines, mean_box_size
 from bridge_stg.eval.published import ResultRow
 from bridge_stg.eval.tables import MISSING_MARKDOWN, format_value, row_from_metrics
 
@@ -36,7 +39,7 @@ TRAIN_COMMAND = "python scripts/train.py"
 FINAL_METRICS = Path("eval") / "final" / "metrics.json"
 LOSS_KEY = "loss/start_end"  # the temporal head's main term: whether it leaves the label prior
 EVAL_KEYS = {"eval/tiou": "m_tIoU", "eval/viou": "m_vIoU", "eval/gt_viou": "m_gt_vIoU (GT spans)"}
-BASELINE_STYLES = {BASELINES[0]: "tab:gray", BASELINES[1]: "black"}
+BASELINE_STYLES = {BASELINES[0]: "tab:gray", BASELINES[1]: "black", SAMPLED_GT_SPAN: "tab:green"}
 
 
 @dataclass(frozen=True)
@@ -209,10 +212,24 @@ def runs_markdown(runs: Sequence[Run]) -> str:
 # ----------------------------------------------------------------------------------------- table and baselines
 
 
-def synthetic_baselines(synthetic_dir: Path, protocol: str, seed: int) -> dict[str, dict]:
-    """Both trivial baselines on the test split of ``synthetic_dir``, boxes sized on its train split."""
+def eval_budget(runs: Sequence[Run]) -> FrameBudget | None:
+    """The evaluation frame budget (``data.eval_budget``) the runs share; None when no run records one."""
+    budgets = {json.dumps(b, sort_keys=True) for run in runs
+               if isinstance(b := config_value(run.config, "data", "eval_budget"), Mapping)}
+    if len(budgets) > 1:
+        raise ValueError(f"the runs sample evaluation frames differently ({sorted(budgets)}): the m_tIoU ceiling row "
+                         "needs one data.eval_budget; make a page per budget")
+    return FrameBudget(**json.loads(budgets.pop())) if budgets else None
+
+
+def synthetic_baselines(synthetic_dir: Path, protocol: str, seed: int,
+                        budget: FrameBudget | None = None) -> dict[str, dict]:
+    """Both trivial baselines on the test split of ``synthetic_dir``, boxes sized on its train split, and with
+    ``budget`` the ground-truth span on the frames it samples (the m_tIoU ceiling)."""
     box_size = mean_box_size(load_split(synthetic_dir, "train"))
-    return evaluate_baselines(load_split(synthetic_dir, "test"), box_size, "test", protocol=protocol, seed=seed)
+    frame_ids = None if budget is None else (lambda record: select_frames(record.segment, record.fps, budget))
+    return evaluate_baselines(load_split(synthetic_dir, "test"), box_size, "test", protocol=protocol, seed=seed,
+                              frame_ids=frame_ids)
 
 
 def result_rows(runs: Sequence[Run], baselines: Mapping[str, dict]) -> list[ResultRow]:
@@ -296,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         runs = read_runs(args.runs)
-        baselines = synthetic_baselines(args.synthetic_dir, args.protocol, args.seed)
+        baselines = synthetic_baselines(args.synthetic_dir, args.protocol, args.seed, eval_budget(runs))
         table = results_table(result_rows(runs, baselines))
     except (ValueError, OSError) as e:
         print(f"results_page: error: {e}", file=sys.stderr)

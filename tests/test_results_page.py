@@ -11,8 +11,9 @@ import pytest
 import yaml
 from markdown_table import markdown_rows
 
+from bridge_stg.data.frames import FrameBudget, select_frames
 from bridge_stg.data.synthetic import SyntheticConfig, generate_benchmark, load_split
-from bridge_stg.eval.baselines import BASELINES, evaluate_baselines, mean_box_size
+from bridge_stg.eval.baselines import BASELINES, SAMPLED_GT_SPAN, evaluate_baselines, mean_box_size
 from bridge_stg.eval.tables import format_value
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_page.py"
@@ -113,6 +114,30 @@ def test_results_page(run_dirs: list[Path], synthetic_dir: Path, tmp_path: Path)
     assert runs["exp_b"]["Decoder tokens / sample"] == "22.0" and runs["exp_b"]["Final m_gt_vIoU"] == "50.0"
 
     assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_m_tiou_ceiling_row_uses_the_runs_eval_frames(synthetic_dir: Path, tmp_path: Path) -> None:
+    budget = {"fps": 2.0, "max_frames": 4, "max_pixels": 4096, "min_pixels": 1024}
+    log = [train_line(10, 1.0, 2.0, 64.0, 20.0, 2.0)]
+    runs = [make_run(tmp_path / name, name, {"seed": 0}, [], log, final_metrics(name, 0.3, 0.1, 0.2))
+            for name in ("exp_a", "exp_b")]
+    for run in runs:
+        info = json.loads((run / "run.json").read_text())
+        info["config"]["data"] = {"eval_budget": budget}
+        (run / "run.json").write_text(json.dumps(info))
+    out = tmp_path / "page"
+    assert results_page.main([*map(str, runs), "--synthetic-dir", str(synthetic_dir), "--out", str(out)]) == 0
+    rows = markdown_rows((out / "table.md").read_text())
+    test_split = load_split(synthetic_dir, "test")
+    four_frames = evaluate_baselines(test_split, mean_box_size(load_split(synthetic_dir, "train")), "test",
+                                     frame_ids=lambda r: select_frames(r.segment, r.fps, FrameBudget(**budget)))
+    ceiling = four_frames[SAMPLED_GT_SPAN]["tiou"]
+    assert rows[SAMPLED_GT_SPAN]["m_tIoU"] == format_value(100 * ceiling, "–") and 0.3 < ceiling < 1.0
+
+    info = json.loads((runs[1] / "run.json").read_text())
+    info["config"]["data"]["eval_budget"]["max_frames"] = 8
+    (runs[1] / "run.json").write_text(json.dumps(info))
+    assert results_page.main([*map(str, runs), "--synthetic-dir", str(synthetic_dir), "--out", str(out)]) == 2
 
 
 def test_read_runs_expands_multiruns_and_names_rows(run_dirs: list[Path], tmp_path: Path) -> None:

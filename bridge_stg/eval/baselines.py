@@ -11,23 +11,30 @@ the span:
     a span drawn uniformly among the non-empty ``[start, end)`` spans of the segment (two distinct boundaries of
     ``segment[0]..segment[1]``, sorted), from a seeded :class:`numpy.random.Generator`.
 
-They are scored with the evaluator of :mod:`bridge_stg.eval.metrics` (what ``bridge_stg.engine.evaluate`` uses), and
+``sampled_gt_span_centre_box`` is a reference rather than a baseline: the ground-truth tube as a model that sees
+the frames ``frame_ids(record)`` can express it (:func:`~bridge_stg.ops.sampling.span_to_indices`, then back with
+:func:`~bridge_stg.ops.sampling.indices_to_span`, as a prediction is), with the centre box. Its m_tIoU is the
+ceiling of any model with that frame sampling; its m_vIoU is what a perfect span scores with no box skill.
+
+All are scored with the evaluator of :mod:`bridge_stg.eval.metrics` (what ``bridge_stg.engine.evaluate`` uses), and
 :func:`evaluate_baselines` returns metrics dicts shaped as a run's ``eval/final/metrics.json`` (fractions, plus
 ``name``, ``dataset``, ``split``, ``protocol``, ``count``), ready for :func:`bridge_stg.eval.tables.row_from_metrics`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from bridge_stg.eval.metrics import PredictionTable, score, summarize
 from bridge_stg.eval.protocols import Protocol, build_targets, get_protocol
+from bridge_stg.ops.sampling import indices_to_span, span_to_indices
 from bridge_stg.structures import SentenceRecord, TubePrediction
 
 WHOLE_CLIP = "whole_clip_centre_box"
 RANDOM_SPAN = "random_span_centre_box"
+SAMPLED_GT_SPAN = "sampled_gt_span_centre_box"
 BASELINES = (WHOLE_CLIP, RANDOM_SPAN)
 
 
@@ -90,6 +97,22 @@ def random_span_centre_box(records: Sequence[SentenceRecord], box_size: tuple[fl
     return [_centre_box_tube(r, (int(s), int(e)), box_size, protocol) for r, (s, e) in zip(records, spans)]
 
 
+def sampled_gt_span_centre_box(records: Sequence[SentenceRecord], box_size: tuple[float, float],
+                               protocol: Protocol,
+                               frame_ids: Callable[[SentenceRecord], np.ndarray]) -> list[TubePrediction]:
+    """Per record: the ground-truth tube snapped to the sampled frames ``frame_ids(record)`` the way training
+    targets are (:func:`~bridge_stg.ops.sampling.span_to_indices`) and mapped back as predictions are, with the centre
+    box on every box frame of ``protocol``. Records without a tube get the whole segment."""
+    tubes = []
+    for r in records:
+        span = (int(r.segment[0]), int(r.segment[1]))
+        if r.tube is not None:
+            ids = np.asarray(frame_ids(r), dtype=np.int64)
+            span = indices_to_span(span_to_indices(r.tube, ids, r.segment[1]), ids, r.segment[1])
+        tubes.append(_centre_box_tube(r, span, box_size, protocol))
+    return tubes
+
+
 def score_baseline(tubes: Sequence[TubePrediction], records: Sequence[SentenceRecord], protocol: Protocol,
                    name: str, split: str) -> dict:
     """Metrics of ``tubes`` as in a run's ``eval/final/metrics.json`` (every sentence must have a tube)."""
@@ -105,8 +128,10 @@ def score_baseline(tubes: Sequence[TubePrediction], records: Sequence[SentenceRe
 
 def evaluate_baselines(records: Sequence[SentenceRecord], box_size: tuple[float, float], split: str,
                        protocol: str = "tubedetr", thresholds: Sequence[float] = (0.3, 0.5),
-                       seed: int = 0) -> dict[str, dict]:
-    """Metrics of both baselines on ``records`` (keys of :data:`BASELINES`, in that order).
+                       seed: int = 0,
+                       frame_ids: Callable[[SentenceRecord], np.ndarray] | None = None) -> dict[str, dict]:
+    """Metrics of both baselines on ``records`` (keys of :data:`BASELINES`, in that order), then, given the model's
+    frame sampling ``frame_ids``, of the :data:`SAMPLED_GT_SPAN` reference.
 
     ``box_size`` is the ``(width, height)`` of the centre box, normally :func:`mean_box_size` of the training split;
     ``seed`` seeds the random spans (recorded as ``seed`` in that baseline's metrics).
@@ -114,7 +139,11 @@ def evaluate_baselines(records: Sequence[SentenceRecord], box_size: tuple[float,
     proto = get_protocol(protocol, thresholds)
     whole = whole_clip_centre_box(records, box_size, proto)
     random = random_span_centre_box(records, box_size, proto, np.random.default_rng(seed))
-    return {
+    out = {
         WHOLE_CLIP: score_baseline(whole, records, proto, WHOLE_CLIP, split),
         RANDOM_SPAN: {**score_baseline(random, records, proto, RANDOM_SPAN, split), "seed": seed},
     }
+    if frame_ids is not None:
+        sampled = sampled_gt_span_centre_box(records, box_size, proto, frame_ids)
+        out[SAMPLED_GT_SPAN] = score_baseline(sampled, records, proto, SAMPLED_GT_SPAN, split)
+    return out

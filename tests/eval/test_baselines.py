@@ -12,12 +12,14 @@ from bridge_stg.data.synthetic import SyntheticConfig, generate_benchmark, load_
 from bridge_stg.eval.baselines import (
     BASELINES,
     RANDOM_SPAN,
+    SAMPLED_GT_SPAN,
     WHOLE_CLIP,
     centre_box,
     evaluate_baselines,
     mean_box_size,
     random_span_centre_box,
     random_spans,
+    sampled_gt_span_centre_box,
     whole_clip_centre_box,
 )
 from bridge_stg.eval.protocols import get_protocol
@@ -144,3 +146,22 @@ def test_metrics_have_the_shape_of_a_run_metrics_file(bench) -> None:
     rows = [row_from_metrics(m, name, name) for name, m in metrics.items()]
     text = render_markdown("synthetic", rows)
     assert f"| **{WHOLE_CLIP}** | tubedetr | {format_value(100 * metrics[WHOLE_CLIP]['tiou'], '')} |" in text
+
+
+def test_sampled_gt_span_is_the_tube_the_frame_sampling_can_express(bench) -> None:
+    _, train, test = bench
+    size = mean_box_size(train)
+    every_frame = evaluate_baselines(test, size, "test", frame_ids=lambda r: np.arange(*r.segment))
+    assert list(every_frame) == [*BASELINES, SAMPLED_GT_SPAN]
+    assert every_frame[SAMPLED_GT_SPAN]["tiou"] == pytest.approx(1.0)  # every frame sampled: the tube itself
+    # same boxes on the same frames as the whole clip: only the span differs
+    assert every_frame[SAMPLED_GT_SPAN]["gt_viou"] == pytest.approx(every_frame[WHOLE_CLIP]["gt_viou"])
+
+    tubes = sampled_gt_span_centre_box(test, size, get_protocol("tubedetr"), lambda r: np.arange(0, 20, 5))
+    checked = 0
+    for t, r in zip(tubes, test, strict=True):
+        start, end = min(round(r.tube[0] / 5), 3) * 5, max(round(r.tube[1] / 5), 1) * 5  # the nearest boundaries
+        if end > start:
+            assert t.span == (start, end)
+            checked += 1
+    assert checked >= 4
