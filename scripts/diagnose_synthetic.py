@@ -10,7 +10,11 @@ training (default: the embedded synthetic test split). Prints, on the first ``--
   frames, and the share above 0.5;
 * **the temporal head's position cue**: the target position the queries find in each chunk moves between chunks; its
   shift projected on the direction the query names ("... moves to the left") should be positive inside the GT
-  window and near zero outside. Synthetic queries only: they name one of four directions.
+  window and near zero outside. Synthetic queries only: they name one of four directions;
+* **the temporal head's query vector** (what its FiLM reads): the share of its variance that lies between the means
+  of the four directions the queries name, and how well the direction reads out of it on held-out clips (fit on
+  the even-numbered clips, tested on the odd ones) by the nearest direction mean and by ridge regression. A
+  direction that a linear readout finds but the nearest mean does not is a small component among large ones.
 
 Numbers of the results page (docs/results.md) come from this script.
 """
@@ -35,6 +39,7 @@ from bridge_stg.ops.boxes import paired_box_iou
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+RIDGE = 1e-2  # ridge penalty per fitted sample, on standardised features
 
 
 def query_direction(query: str) -> np.ndarray:
@@ -44,16 +49,38 @@ def query_direction(query: str) -> np.ndarray:
     return np.array(found[0])
 
 
+def direction_readout(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """How ``vectors [N, d]`` carry ``labels [N]`` (0..3): between-direction share of the variance, and held-out
+    accuracies of the nearest direction mean and of a ridge regression of one-hot labels on standardised features
+    (fit on even rows, test on odd rows)."""
+    x = vectors.astype(np.float64)
+    classes = np.unique(labels)
+    means = np.stack([x[labels == k].mean(0) for k in classes])
+    between = sum((labels == k).sum() * ((m - x.mean(0)) ** 2).sum() for k, m in zip(classes, means))
+    share = between / ((x - x.mean(0)) ** 2).sum()
+    fit, test = np.arange(0, len(x), 2), np.arange(1, len(x), 2)
+    fit_means = np.stack([x[fit][labels[fit] == k].mean(0) for k in classes])
+    nearest = classes[np.argmin(((x[test, None] - fit_means[None]) ** 2).sum(-1), axis=1)]
+    centre, scale = x[fit].mean(0), x[fit].std(0) + 1e-12  # standardised: a small feature counts as a large one
+    a = (x[fit] - centre) / scale
+    one_hot = (labels[fit, None] == classes[None]).astype(np.float64)
+    w = np.linalg.solve(a.T @ a + RIDGE * len(a) * np.eye(a.shape[1]), a.T @ (one_hot - one_hot.mean(0)))
+    ridge = classes[np.argmax((x[test] - centre) / scale @ w, axis=1)]
+    return {"query_direction_share": float(share), "query_nearest_mean_acc": float((nearest == labels[test]).mean()),
+            "query_ridge_acc": float((ridge == labels[test]).mean())}
+
+
 def diagnose(model: BridgeSTG, dataset, collator, num_samples: int, batch_size: int = 8) -> dict[str, float]:
     captured: dict[str, torch.Tensor] = {}
     head_forward = model.temporal_head.forward
 
     def capture(*args, **kwargs):
         captured["position"] = args[3].detach()
+        captured["query"] = args[4].detach()
         return head_forward(*args, **kwargs)
 
     model.temporal_head.forward = capture
-    ious, hits, inside, outside = [], [], [], []
+    ious, hits, inside, outside, queries, directions = [], [], [], [], [], []
     generator = torch.Generator().manual_seed(0)
     try:
         with torch.no_grad():
@@ -73,8 +100,11 @@ def diagnose(model: BridgeSTG, dataset, collator, num_samples: int, batch_size: 
                 model.eval()
                 model(batch)
                 position = captured["position"].numpy()
+                queries.append(captured["query"].float().numpy())
                 for b, sample in enumerate(samples):
-                    along = (position[b, 1:] - position[b, :-1]) @ query_direction(sample.query)
+                    direction = query_direction(sample.query)
+                    directions.append(list(DIRECTIONS.values()).index(tuple(direction)))
+                    along = (position[b, 1:] - position[b, :-1]) @ direction
                     start, end = sample.span
                     for c in range(len(sample.frame_ids) // 2 - 1):  # chunk c -> c + 1: frames 2c+1 -> 2c+2
                         (inside if start <= 2 * c + 2 < end or start <= 2 * c + 1 < end else outside).append(along[c])
@@ -83,7 +113,8 @@ def diagnose(model: BridgeSTG, dataset, collator, num_samples: int, batch_size: 
     iou = np.concatenate(ious)
     return {"top_token_on_target": float(np.concatenate(hits).mean()), "box_iou": float(iou.mean()),
             "box_iou>0.5": float((iou > 0.5).mean()), "shift_inside": float(np.mean(inside)),
-            "shift_outside": float(np.mean(outside)), "shift_std": float(np.std(inside + outside))}
+            "shift_outside": float(np.mean(outside)), "shift_std": float(np.std(inside + outside)),
+            **direction_readout(np.concatenate(queries), np.array(directions))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
           f"box IoU {stats['box_iou']:.3f} (> 0.5: {stats['box_iou>0.5']:.1%})")
     print(f"position cue, shift along the query's direction per chunk: inside the window {stats['shift_inside']:+.4f},"
           f" outside {stats['shift_outside']:+.4f} (std {stats['shift_std']:.4f}; frame widths)")
+    print(f"temporal head's query vector: {stats['query_direction_share']:.1%} of its variance between the asked "
+          f"directions; direction read out on held-out clips by the nearest mean {stats['query_nearest_mean_acc']:.1%},"
+          f" by ridge regression {stats['query_ridge_acc']:.1%} (chance 25%)")
     return 0
 
 
