@@ -42,11 +42,12 @@ DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down
 RIDGE = 1e-2  # ridge penalty per fitted sample, on standardised features
 
 
-def query_direction(query: str) -> np.ndarray:
-    found = [v for word, v in DIRECTIONS.items() if f" {word}" in f" {query}"]
+def query_direction(query: str) -> str:
+    """The one direction word of ``DIRECTIONS`` a synthetic query names."""
+    found = [word for word in DIRECTIONS if f" {word}" in f" {query}"]
     if len(found) != 1:
         raise ValueError(f"query {query!r} does not name exactly one of {list(DIRECTIONS)}: not a synthetic query")
-    return np.array(found[0])
+    return found[0]
 
 
 def direction_readout(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -103,8 +104,8 @@ def diagnose(model: BridgeSTG, dataset, collator, num_samples: int, batch_size: 
                 queries.append(captured["query"].float().numpy())
                 for b, sample in enumerate(samples):
                     direction = query_direction(sample.query)
-                    directions.append(list(DIRECTIONS.values()).index(tuple(direction)))
-                    along = (position[b, 1:] - position[b, :-1]) @ direction
+                    directions.append(list(DIRECTIONS).index(direction))
+                    along = (position[b, 1:] - position[b, :-1]) @ np.array(DIRECTIONS[direction])
                     start, end = sample.span
                     for c in range(len(sample.frame_ids) // 2 - 1):  # chunk c -> c + 1: frames 2c+1 -> 2c+2
                         (inside if start <= 2 * c + 2 < end or start <= 2 * c + 1 < end else outside).append(along[c])

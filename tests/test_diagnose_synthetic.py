@@ -55,6 +55,7 @@ def test_no_direction_is_chance() -> None:
 
 
 def test_query_direction_names_one_of_four() -> None:
-    assert diagnose_synthetic.query_direction("the red circle as it goes to the left").tolist() == [-1.0, 0.0]
+    assert diagnose_synthetic.query_direction("the red circle as it goes to the left") == "left"
+    assert diagnose_synthetic.query_direction("find the blue square when it is moving downwards") == "down"
     with pytest.raises(ValueError, match="not a synthetic query"):
         diagnose_synthetic.query_direction("the man in a hat")

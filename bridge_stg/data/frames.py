@@ -41,19 +41,10 @@ def make_even(frame_ids: np.ndarray) -> np.ndarray:
     return np.append(frame_ids, frame_ids[-1]) if len(frame_ids) % 2 else frame_ids
 
 
-def select_frames(
-    segment: tuple[int, int],
-    video_fps: float,
-    budget: FrameBudget,
-    tube: tuple[int, int] | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """Frame ids the model sees for a segment (even count, ascending, duplicates only as padding).
-
-    With ``rng`` and ``budget.crop_prob > 0`` a random sub-segment that contains ``tube`` is sampled instead of the
-    whole segment (training augmentation, :func:`sample_window`). The rate never exceeds the video's own fps.
-    """
-    start, end = sample_window(segment, budget, tube, rng)
+def select_frames(window: tuple[int, int], video_fps: float, budget: FrameBudget) -> np.ndarray:
+    """Frame ids the model sees for a stretch of frames (even count, ascending, duplicates only as padding): the
+    segment, or in training the crop :func:`sample_window` drew. The rate never exceeds the video's own fps."""
+    start, end = window
     fps = min(budget.fps, video_fps)
     return make_even(sample_frame_ids(start, end, video_fps, fps, budget.max_frames))
 

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from bridge_stg.data.frames import FrameBudget, fit_to_pixel_budget, make_even, resize_frames, select_frames
+from bridge_stg.data.frames import (
+    FrameBudget,
+    fit_to_pixel_budget,
+    make_even,
+    resize_frames,
+    sample_window,
+    select_frames,
+)
 from bridge_stg.ops.sampling import indices_to_span, sample_frame_ids, span_to_indices
 
 
@@ -27,10 +34,13 @@ def test_random_crop_always_keeps_the_tube():
     rng = np.random.default_rng(0)
     lengths = set()
     for _ in range(200):
-        ids = select_frames((0, 500), 25.0, budget, tube=(200, 260), rng=rng)
-        assert ids[0] <= 200 and ids[-1] >= 255
-        lengths.add(int(ids[-1] - ids[0]))
+        start, end = sample_window((0, 500), budget, tube=(200, 260), rng=rng)
+        assert 0 <= start <= 200 and 260 <= end <= 500 and end - start >= 150
+        ids = select_frames((start, end), 25.0, budget)
+        assert ids[0] == start and ids[-1] < end
+        lengths.add(end - start)
     assert len(lengths) > 20  # crops really vary
+    assert sample_window((0, 500), budget, tube=(200, 260)) == (0, 500)  # no rng (evaluation): the whole segment
 
 
 @pytest.mark.parametrize("hw,budget,expected", [
