@@ -8,8 +8,9 @@ not supervised (the criterion skips them), never zero-filled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from bridge_stg.data.frames import FrameBudget, fit_to_pixel_budget, resize_frames, sample_window, select_frames
+from bridge_stg.data.synthetic import SyntheticConfig, make_scene, render_scene, scene_record
 from bridge_stg.data.video_io import VideoReadError, read_frames
 from bridge_stg.ops.sampling import span_to_indices
 from bridge_stg.structures import GroundingSample, SentenceRecord, Task
 from bridge_stg.text.answers import format_answer
 
 log = logging.getLogger(__name__)
+STREAM_STRIDE = 1 << 32  # clips per seed in a synthetic stream: runs with different seeds never share a clip
 
 
 @dataclass(frozen=True)
@@ -100,31 +103,72 @@ class GroundingDataset(Dataset):
             return SkippedSample(sample_id, record.video_path, str(err))
 
     def _sample(self, record: SentenceRecord, sample_id: str, index: int) -> GroundingSample:
-        task = task_of(record)
         path = self.media_root / record.video_path
-        if task == "image":
-            frame_ids = np.zeros(2, dtype=np.int64)
-            frames = _read_image(path)
-            frames = np.stack([frames, frames])
-        else:
-            rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
-            window = sample_window(record.segment, self.budget, record.tube, rng)
-            frame_ids = select_frames(window, record.fps, self.budget)
-            frames = read_frames(path, frame_ids, expected_frame_count=record.frame_count)
-        size = fit_to_pixel_budget(frames.shape[1], frames.shape[2], self.budget.min_pixels, self.budget.max_pixels)
-        tube = record.tube
-        span = None
-        if tube is not None and task != "image":
-            span = span_to_indices(tube, frame_ids, window[1])
-        boxes, mask = boxes_on_frames(record, frame_ids, tube if tube is not None else (0, 1))
-        fps = record.fps if task == "image" else effective_fps(frame_ids, record.fps)
-        answer = format_answer(span, boxes, mask) if self.with_answers and span is not None and mask.any() else None
-        return GroundingSample(
-            sample_id=sample_id, source=self.source, task=task, sentence_id=record.sentence_id, query=record.query,
-            frames=resize_frames(frames, size), frame_ids=frame_ids,
-            timestamps_s=(frame_ids - record.segment[0]) / max(record.fps, 1e-6) if task != "image"
-            else np.zeros(2), fps=fps, orig_size=(record.height, record.width), span=span,
-            boxes_cxcywh01=boxes, box_mask=mask, answer=answer)
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+        if task_of(record) == "image":
+            return make_sample(record, lambda _: np.stack([_read_image(path)] * 2), self.budget, self.source,
+                               sample_id, with_answers=self.with_answers)
+        return make_sample(record, partial(read_frames, path, expected_frame_count=record.frame_count), self.budget,
+                           self.source, sample_id, rng=rng, with_answers=self.with_answers)
+
+
+def make_sample(record: SentenceRecord, frames_for: Callable[[np.ndarray], np.ndarray], budget: FrameBudget,
+                source: str, sample_id: str, rng: np.random.Generator | None = None,
+                with_answers: bool = False) -> GroundingSample:
+    """One :class:`GroundingSample` of ``record``, whatever stores its pixels: ``frames_for(frame_ids)`` returns the
+    uint8 ``[T, H, W, 3]`` frames of those ids (a video reader, a renderer). ``rng`` enables the random temporal crop
+    of ``budget`` (training). Image records (one frame) become a two-frame video of frame 0."""
+    task = task_of(record)
+    if task == "image":
+        window, frame_ids = (0, 1), np.zeros(2, dtype=np.int64)
+    else:
+        window = sample_window(record.segment, budget, record.tube, rng)
+        frame_ids = select_frames(window, record.fps, budget)
+    frames = frames_for(frame_ids)
+    size = fit_to_pixel_budget(frames.shape[1], frames.shape[2], budget.min_pixels, budget.max_pixels)
+    tube = record.tube
+    span = span_to_indices(tube, frame_ids, window[1]) if tube is not None and task != "image" else None
+    boxes, mask = boxes_on_frames(record, frame_ids, tube if tube is not None else (0, 1))
+    fps = record.fps if task == "image" else effective_fps(frame_ids, record.fps)
+    answer = format_answer(span, boxes, mask) if with_answers and span is not None and mask.any() else None
+    return GroundingSample(
+        sample_id=sample_id, source=source, task=task, sentence_id=record.sentence_id, query=record.query,
+        frames=resize_frames(frames, size), frame_ids=frame_ids,
+        timestamps_s=(frame_ids - record.segment[0]) / max(record.fps, 1e-6) if task != "image"
+        else np.zeros(2), fps=fps, orig_size=(record.height, record.width), span=span,
+        boxes_cxcywh01=boxes, box_mask=mask, answer=answer)
+
+
+class SyntheticStream(Dataset):
+    """Fresh synthetic clips for training, rendered in the loader workers: item ``i`` is clip ``offset + i`` of the
+    ``split`` stream of the world ``cfg`` (:func:`~bridge_stg.data.synthetic.make_scene`, the generator the mp4 writer
+    uses), drawn directly at the sampled frames. Deterministic in ``(cfg.seed, split, offset + i)``; an index is
+    never reused, so a run that reads indices ``0, 1, 2, ...`` (:class:`MixtureDataset` does, across epochs) never
+    sees a clip twice. ``offset`` separates the streams of runs with different seeds (``seed * STREAM_STRIDE``).
+
+    ``len()`` is the nominal epoch, the config's size of ``split``: an epoch of new clips as long as the fixed split.
+    The clips skip H.264 (the fixed splits are mp4 files read back): pixels equal the renderer's, and the boxes and
+    span are the same as the mp4 benchmark's for the same clip.
+    """
+
+    streaming = True  # MixtureDataset addresses it with run-unique indices instead of epoch permutations
+
+    def __init__(self, cfg: SyntheticConfig, split: str, budget: FrameBudget, source: str, seed: int = 0,
+                 train: bool = True, with_answers: bool = False):
+        self.cfg, self.split, self.budget, self.source = cfg, split, budget, source
+        self.offset = seed * STREAM_STRIDE
+        self.train, self.with_answers = train, with_answers
+
+    def __len__(self) -> int:
+        return max(1, self.cfg.split_sizes.get(self.split, self.cfg.num_train))
+
+    def __getitem__(self, index: int) -> GroundingSample:
+        clip = self.offset + int(index)
+        scene = make_scene(self.cfg, self.split, clip)
+        record = scene_record(scene, self.cfg)
+        rng = np.random.default_rng([self.cfg.seed, clip]) if self.train else None
+        return make_sample(record, partial(render_scene, scene), self.budget, self.source,
+                           f"{self.source}:{clip}", rng=rng, with_answers=self.with_answers)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -149,7 +193,9 @@ class MixtureDataset(Dataset):
 
     The epoch's schedule draws ``length`` (source, index) pairs with probabilities proportional to the weights,
     deterministically from (seed, epoch); each source is walked through a per-epoch permutation so that nothing is
-    drawn twice before the whole source has been seen. An index ``>= length`` addresses a later epoch
+    drawn twice before the whole source has been seen; a streaming source (``streaming = True``, e.g.
+    :class:`SyntheticStream`) gets the run-unique index ``epoch * length + row`` instead, so it never repeats an item
+    within a run. An index ``>= length`` addresses a later epoch
     (``epoch * length + i``), so that persistent data-loader workers follow epochs without being restarted.
     """
 
@@ -175,6 +221,9 @@ class MixtureDataset(Dataset):
         local = np.empty(self.length, dtype=np.int64)
         for s, ds in enumerate(self.datasets):
             rows = np.flatnonzero(which == s)
+            if getattr(ds, "streaming", False):  # every (epoch, row) its own clip: never repeats within a run
+                local[rows] = epoch * self.length + rows
+                continue
             if len(rows) and len(ds) == 0:
                 raise ValueError(f"mixture source '{self.names[s]}' is empty but has a positive weight")
             reps = int(np.ceil(len(rows) / max(len(ds), 1)))

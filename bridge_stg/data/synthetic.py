@@ -560,20 +560,24 @@ def _background(rng: np.random.Generator, cfg: SyntheticConfig) -> np.ndarray:
     return rgb
 
 
-def _paint(canvas: np.ndarray, obj: SceneObject, value: Any) -> None:
-    """Set ``canvas[f]`` (``[T, H, W, ...]``) to ``value`` under ``obj``'s mask on every frame, in one indexing op."""
+def _paint(canvas: np.ndarray, obj: SceneObject, value: Any, frame_ids: np.ndarray | None = None) -> None:
+    """Set ``canvas[i]`` (``[N, H, W, ...]``) to ``value`` under ``obj``'s mask as it is on frame ``frame_ids[i]``
+    (every frame when None), in one indexing op."""
     dy, dx = np.nonzero(shape_mask(obj.attributes.shape, obj.size_px))
-    x0 = obj.boxes_xyxy_px[:, 0].astype(np.int64)
-    y0 = obj.boxes_xyxy_px[:, 1].astype(np.int64)
+    boxes = obj.boxes_xyxy_px if frame_ids is None else obj.boxes_xyxy_px[frame_ids]
+    x0 = boxes[:, 0].astype(np.int64)
+    y0 = boxes[:, 1].astype(np.int64)
     frame_idx = np.arange(len(x0))[:, None]
     canvas[frame_idx, y0[:, None] + dy, x0[:, None] + dx] = value
 
 
-def render_scene(scene: Scene) -> np.ndarray:
-    """The video's frames, uint8 ``[T, H, W, 3]`` RGB."""
-    frames = np.repeat(scene.background_rgb[None], len(scene.objects[0].boxes_xyxy_px), axis=0)
+def render_scene(scene: Scene, frame_ids: np.ndarray | None = None) -> np.ndarray:
+    """The video's frames, uint8 ``[T, H, W, 3]`` RGB; with ``frame_ids`` only those frames (``[N, H, W, 3]``),
+    pixel-identical to the same rows of the whole video (what the streaming training source draws)."""
+    count = len(scene.objects[0].boxes_xyxy_px) if frame_ids is None else len(frame_ids)
+    frames = np.repeat(scene.background_rgb[None], count, axis=0)
     for obj in scene.objects:
-        _paint(frames, obj, COLOURS_RGB[obj.attributes.colour])
+        _paint(frames, obj, COLOURS_RGB[obj.attributes.colour], frame_ids)
     return frames
 
 

@@ -48,6 +48,7 @@ SECTIONS: dict[str, type] = {
 # Top-level keys that are not sections: Hydra's own, interpolation helpers, the run's name, the model to evaluate.
 HELPER_KEYS = ("hydra", "paths", "experiment_name", "checkpoint")
 DATA_README = "data/README.md"
+EVAL_SPLITS = ("val", "test")  # synthetic splits that only ever evaluate
 
 
 class ConfigError(ValueError):
@@ -262,6 +263,10 @@ def _check_sources(data: DataSpec) -> None:
         if source.kind == "synthetic" and source.split not in data.synthetic.split_sizes:
             raise ConfigError(f"{key}.split ({source.name}): synthetic splits are "
                               f"{list(data.synthetic.split_sizes)}, got {source.split!r}")
+        if source.kind == "synthetic_stream" and (key == "data.eval_source" or source.split in EVAL_SPLITS):
+            raise ConfigError(f"{key} ({source.name}): a synthetic_stream is a training source and may not draw "
+                              f"the evaluation splits {list(EVAL_SPLITS)} (split {source.split!r}); stream 'train' "
+                              "and evaluate on kind=synthetic")
     if data.train_sources and not any(s.weight > 0 for s in data.train_sources):
         raise ConfigError("data.train_sources: every weight is 0; give at least one source a positive weight")
 
@@ -276,7 +281,7 @@ def _check_paths(spec: RunSpec, checkpoint: str | None) -> None:
                           "paths.checkpoints_dir / model.backbone.path), or use model/backbone=tiny (created on "
                           f"first use, in a folder named '{TINY_CHECKPOINT_NAME}' only)")
     for key, source in _source_keys(spec.data):
-        if source.kind == "synthetic":
+        if source.kind in ("synthetic", "synthetic_stream"):
             continue
         for field in ("annotations", "vidor_dir", "media_root"):
             path = getattr(source, field)

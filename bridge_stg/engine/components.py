@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bridge_stg.annotations import load_annotations
 from bridge_stg.data.collate import GroundingCollator
-from bridge_stg.data.dataset import GroundingDataset, MixtureDataset
+from bridge_stg.data.dataset import GroundingDataset, MixtureDataset, SyntheticStream
 from bridge_stg.data.sources import read_charades_sta, read_referring_jsonl
 from bridge_stg.data.synthetic import generate_benchmark, load_split
 from bridge_stg.engine.distributed import DistContext, barrier
@@ -30,7 +30,7 @@ def prepare_assets(spec: RunSpec, ctx: DistContext) -> None:
             log.info("creating the tiny random backbone in %s", path)
             save_tiny_checkpoint(path, hidden_size=64, num_layers=4)
         sources = [*spec.data.train_sources, *([spec.data.eval_source] if spec.data.eval_source else [])]
-        if any(s.kind == "synthetic" for s in sources):
+        if any(s.kind in ("synthetic", "synthetic_stream") for s in sources):
             generate_benchmark(spec.data.synthetic, spec.data.synthetic_dir)
     barrier()
 
@@ -59,9 +59,13 @@ def media_root(source: SourceSpec, spec: RunSpec) -> Path:
 def build_train_dataset(spec: RunSpec) -> MixtureDataset:
     sources = {}
     for src in spec.data.train_sources:
-        ds = GroundingDataset(load_records(src, spec), media_root(src, spec), spec.data.train_budget, source=src.name,
-                              train=True, seed=spec.train.seed, skip_bad_videos=spec.data.skip_bad_videos,
-                              with_answers=spec.data.answers)
+        if src.kind == "synthetic_stream":
+            ds = SyntheticStream(spec.data.synthetic, src.split, spec.data.train_budget, source=src.name,
+                                 seed=spec.train.seed, with_answers=spec.data.answers)
+        else:
+            ds = GroundingDataset(load_records(src, spec), media_root(src, spec), spec.data.train_budget,
+                                  source=src.name, train=True, seed=spec.train.seed,
+                                  skip_bad_videos=spec.data.skip_bad_videos, with_answers=spec.data.answers)
         sources[src.name] = (ds, src.weight)
     length = spec.data.samples_per_epoch or sum(len(ds) for ds, _ in sources.values())
     return MixtureDataset(sources, length=length, seed=spec.train.seed)

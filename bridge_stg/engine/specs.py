@@ -16,12 +16,14 @@ from bridge_stg.data.synthetic import SyntheticConfig
 from bridge_stg.loss.criterion import CriterionConfig
 from bridge_stg.model.config import BridgeSTGConfig
 
-SourceKind = Literal["synthetic", "vidstg", "hcstvg_v1", "hcstvg_v2", "charades", "refcoco"]
+SourceKind = Literal["synthetic", "synthetic_stream", "vidstg", "hcstvg_v1", "hcstvg_v2", "charades", "refcoco"]
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """One annotated source. ``synthetic`` sources are generated on first use under ``data.synthetic_dir``."""
+    """One annotated source. ``synthetic`` sources are generated on first use under ``data.synthetic_dir``;
+    ``synthetic_stream`` (training only) renders fresh clips of the same world in the loader workers, never one
+    twice in a run (:class:`~bridge_stg.data.dataset.SyntheticStream`)."""
 
     name: str
     kind: SourceKind

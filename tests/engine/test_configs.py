@@ -98,7 +98,7 @@ def test_every_experiment_builds_offline(tmp_path, experiment):
     spec = build(tmp_path, f"experiment={experiment}", *OFFLINE)
     assert isinstance(spec.model, BridgeSTGConfig) and isinstance(spec.loss, CriterionConfig)
     assert spec.experiment == experiment and spec.run_dir == tmp_path / "run"
-    assert spec.data.train_sources[0].kind == "synthetic" and spec.data.eval_source.split == "test"
+    assert spec.data.train_sources[0].kind == "synthetic_stream" and spec.data.eval_source.split == "test"
     json.dumps(spec_to_dict(spec))
 
 
@@ -293,3 +293,10 @@ def test_scripts_report_config_errors_without_a_traceback(tmp_path, monkeypatch,
         runpy.run_path(str(ROOT / "scripts" / f"{script}.py"), run_name="__main__")
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+def test_synthetic_training_streams_by_default_and_the_fixed_split_is_one_override(tmp_path):
+    assert build(tmp_path, *OFFLINE).data.train_sources[0].kind == "synthetic_stream"
+    fixed = build(tmp_path, "model/backbone=tiny", "data=synthetic_fixed").data
+    assert fixed.train_sources[0].kind == "synthetic" and fixed.train_sources[0].split == "train"
+    assert fixed.eval_source.kind == "synthetic" and fixed.synthetic == SyntheticConfig()
