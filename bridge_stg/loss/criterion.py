@@ -42,7 +42,8 @@ from bridge_stg.model.outputs import BridgeSTGOutput
 if TYPE_CHECKING:  # the criterion reads only the target fields; no runtime dependency on the data package
     from bridge_stg.data.collate import GroundingBatch
 
-TERMS = ("start_end", "inside", "box_l1", "box_giou", "objectness", "contrastive", "token_relevance", "lm")
+TERMS = ("start_end", "inside", "box_l1", "box_giou", "objectness", "contrastive", "token_relevance", "query_motion",
+         "lm")
 LossDict = dict[str, torch.Tensor]
 
 
@@ -57,6 +58,7 @@ class CriterionConfig:
     objectness: float = 1.0
     contrastive: float = 0.5
     token_relevance: float = 1.0
+    query_motion: float = 1.0
     lm: float = 0.0
     aux_decoder_layers: bool = True
     target_sigma: float = 0.0  # Gaussian smoothing of the start/end targets, in sampled frames; 0 = one-hot
@@ -133,6 +135,24 @@ def box_area_share(boxes_BF4: torch.Tensor, centers_BFV2: torch.Tensor, cell_B2:
     return overlap_BFV / area_BF1.clamp(min=1e-8)
 
 
+def span_motion(boxes_BT4: torch.Tensor, box_mask_BT: torch.Tensor, span_B2: torch.Tensor, has_span_B: torch.Tensor,
+                min_shift: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
+    """The referred object's direction of motion during the GT span: the unit vector ``[B, 2]`` (x right, y down)
+    from its box centre on the first boxed frame of the span to the last, and ``[B]`` whether it moved at least
+    ``min_shift`` (frame sides) between them. What a sentence says about motion ("... moves to the left") is read
+    from the annotation this way, with no label beyond the tube."""
+    t_T = torch.arange(boxes_BT4.shape[1], device=boxes_BT4.device)
+    in_span_BT = box_mask_BT & has_span_B[:, None] & (t_T >= span_B2[:, :1]) & (t_T < span_B2[:, 1:])
+    first_B = torch.where(in_span_BT, t_T, boxes_BT4.shape[1]).amin(1).clamp(max=boxes_BT4.shape[1] - 1)
+    last_B = torch.where(in_span_BT, t_T, -1).amax(1).clamp(min=0)
+    centre_BT2 = boxes_BT4[..., :2].float()
+    shift_B2 = centre_BT2.gather(1, last_B[:, None, None].expand(-1, 1, 2))[:, 0] - \
+        centre_BT2.gather(1, first_B[:, None, None].expand(-1, 1, 2))[:, 0]
+    norm_B = shift_B2.norm(dim=-1)
+    moving_B = (in_span_BT.sum(1) >= 2) & (norm_B >= min_shift)
+    return shift_B2 / norm_B.clamp(min=1e-8)[:, None], moving_B
+
+
 def _global_count(mask: torch.Tensor) -> torch.Tensor:
     """Number of True in ``mask``, averaged over DDP ranks when distributed (DETR's box normaliser), at least 1.
 
@@ -159,6 +179,7 @@ class GroundingCriterion(nn.Module):
         "objectness": ("objectness",),
         "contrastive": ("contrastive",),
         "token_relevance": ("token_relevance",),
+        "query_motion": ("query_motion",),
         "lm": ("lm",),
     }
 
@@ -253,6 +274,15 @@ class GroundingCriterion(nn.Module):
         valid_NV = token_mask_BFV[frames_BF]
         q_NV = share_BFV[frames_BF] / share_BFV[frames_BF].sum(-1, keepdim=True)
         return {"token_relevance": _soft_cross_entropy(output.token_logits[frames_BF], q_NV, valid_NV).mean()}
+
+    def loss_query_motion(self, output: BridgeSTGOutput, batch: GroundingBatch, targets: _Targets) -> LossDict:
+        if output.query_motion_B2 is None:
+            return {}
+        direction_B2, moving_B = span_motion(batch.boxes_cxcywh01, batch.box_mask, batch.span, batch.has_span)
+        if not moving_B.any():
+            return {}
+        error_N2 = output.query_motion_B2[moving_B].float() - direction_B2[moving_B]
+        return {"query_motion": error_N2.pow(2).sum(-1).mean()}
 
     def loss_lm(self, output: BridgeSTGOutput, batch: GroundingBatch, targets: _Targets) -> LossDict:
         return {} if output.lm_loss is None else {"lm": output.lm_loss}

@@ -82,6 +82,7 @@ class BridgeSTG(nn.Module):
         self.temporal_head = TemporalHead(big_d, s, d, cfg.temporal)
         use_text = cfg.temporal.query_conditioning and cfg.temporal.text_pooling
         self.text_pooling = TextPooling(big_d, d) if use_text else None
+        self.motion_text = TextPooling(big_d, d) if cfg.temporal.motion_matching else None
         self.bridge = SemanticBridge(big_d, s, cfg.num_bridge_tokens, d, cfg.bridge)
         self.visual_proj = nn.Sequential(nn.LayerNorm(big_d), nn.Linear(big_d, d))
         self.frame_in_chunk = nn.Embedding(FRAMES_PER_CHUNK, d)
@@ -105,8 +106,10 @@ class BridgeSTG(nn.Module):
         query_Bd = self.bridge.pooled(queries)
         if self.text_pooling is not None:
             query_Bd = query_Bd + self.text_pooling(torch.stack(read).mean(0), batch.query_mask)
+        text_BLD = torch.stack(read).mean(0)
+        motion_Bd = self.motion_text(text_BLD, batch.query_mask) if self.motion_text is not None else None
         temporal_logits, chunk_BCd = self.temporal_head(frame_q_BCSD, batch.chunk_mask, pooled_BCd, position_BC2,
-                                                        query_Bd)
+                                                        query_Bd, motion_Bd)
         frame_mask = batch.frame_mask
         span = self._span_for_context(temporal_logits, batch)
         frame_feat_BTd = chunk_BCd.repeat_interleave(FRAMES_PER_CHUNK, dim=1)[:, : frame_mask.shape[1]]
@@ -119,8 +122,11 @@ class BridgeSTG(nn.Module):
                                                    sel.num_positive, sel.num_negative, generator)
         else:
             frames, fmask = select_inference_frames(span, frame_mask, self.cfg.selection.inference_frames)
-        return self._decode(batch, queries, visual_BCVd, chunk_BCd, frame_feat_BTd, temporal_logits, frames, fmask,
-                            backbone_out.lm_loss)
+        out = self._decode(batch, queries, visual_BCVd, chunk_BCd, frame_feat_BTd, temporal_logits, frames, fmask,
+                           backbone_out.lm_loss)
+        if motion_Bd is not None:
+            out.query_motion_B2 = self.temporal_head.query_motion(motion_Bd)[:, 0]
+        return out
 
     @staticmethod
     def _relevance(visual_BXVd: torch.Tensor, queries_BSKd: torch.Tensor, mask_BXV: torch.Tensor) -> torch.Tensor:

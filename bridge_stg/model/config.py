@@ -37,6 +37,8 @@ class TemporalHeadConfig:
     position_cue: bool = True  # add where the bridging query finds the target per chunk, and its chunk-to-chunk shift
     query_conditioning: bool = True  # the pooled bridging query modulates every chunk (FiLM)
     text_pooling: bool = True  # ... plus the attention-pooled LLM states of the sentence's tokens
+    motion_matching: bool = True  # the target's displacement projected on motion directions the query predicts
+    motion_probes: int = 4
 
 
 @dataclass(frozen=True)

@@ -26,4 +26,5 @@ class BridgeSTGOutput:
     bridge_pooled: torch.Tensor | None = None  # [B, d] pooled bridging query (contrastive anchor)
     frame_embeddings: torch.Tensor | None = None  # [B, T, d] per-frame features (contrastive keys)
     lm_loss: torch.Tensor | None = None  # scalar, when the batch carried text answers
+    query_motion_B2: torch.Tensor | None = None  # [B, 2] the motion the sentence describes, read from the text alone
     stats: dict[str, float] = field(default_factory=dict)  # visual_tokens, decoder_tokens, frames_decoded (per sample)

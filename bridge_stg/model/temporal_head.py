@@ -41,6 +41,8 @@ class TemporalHead(nn.Module):
         self.motion = nn.Linear(2 * dim, dim) if cfg.motion_cue else None
         self.position = (nn.Sequential(nn.Linear(6, dim), nn.GELU(), nn.Linear(dim, dim))
                          if cfg.position_cue else None)
+        self.match = nn.Linear(dim, 2 * cfg.motion_probes) if cfg.motion_matching else None
+        self.match_out = nn.Linear(cfg.motion_probes, dim) if cfg.motion_matching else None
         self.query = nn.Linear(dim, 2 * dim) if cfg.query_conditioning else None
         if self.query is not None:  # FiLM starts near the identity (not at it: the query side needs a gradient)
             nn.init.normal_(self.query.weight, std=0.01)
@@ -51,7 +53,8 @@ class TemporalHead(nn.Module):
     def forward(self, frame_query_BCSD: torch.Tensor, chunk_mask_BC: torch.Tensor,
                 visual_BCd: torch.Tensor | None = None,
                 position_BC2: torch.Tensor | None = None,
-                query_Bd: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                query_Bd: torch.Tensor | None = None,
+                motion_query_Bd: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits ``[B, 2C, 3]`` — start, end, inside per frame —, chunk features ``[B, C, d]``).
 
         ``position_BC2``: (x, y) in [0, 1] of the target in each chunk, for the position cue. ``query_Bd``: the pooled
@@ -64,8 +67,12 @@ class TemporalHead(nn.Module):
         if self.motion is not None:
             prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
             x = x + self.motion(torch.cat([x, x - prev], dim=-1))
-        if self.position is not None and position_BC2 is not None:
-            x = x + self.position(self._displacements(position_BC2.float(), chunk_mask_BC))
+        if position_BC2 is not None and (self.position is not None or self.match is not None):
+            cue_BC6 = self._displacements(position_BC2.float(), chunk_mask_BC)
+            if self.position is not None:
+                x = x + self.position(cue_BC6)
+            if self.match is not None and motion_query_Bd is not None:
+                x = x + self.match_out(self._motion_match(cue_BC6, motion_query_Bd.float()))
         if self.query is not None and query_Bd is not None:
             scale, shift = self.query(query_Bd.float())[:, None].chunk(2, dim=-1)
             x = x * (1 + scale) + shift
@@ -76,6 +83,19 @@ class TemporalHead(nn.Module):
         b, c, _ = x.shape
         logits = self.out(x).view(b, c, FRAMES_PER_CHUNK, 3).reshape(b, c * FRAMES_PER_CHUNK, 3)
         return logits, x
+
+    def query_motion(self, motion_query_Bd: torch.Tensor) -> torch.Tensor:
+        """``[B, P, 2]``: the motion directions (x right, y down) the query predicts; probe 0 is the one the
+        ``query_motion`` loss supervises with the referred object's motion during the GT span."""
+        return self.match(motion_query_Bd.float()).view(motion_query_Bd.shape[0], -1, 2)
+
+    def _motion_match(self, cue_BC6: torch.Tensor, query_Bd: torch.Tensor) -> torch.Tensor:
+        """``[B, C, P]``: the target's displacement across each chunk (previous to next) projected on P motion
+        directions the query predicts. One factor is measured, not learned, so the product trains from the first
+        step (a product of two learned factors, as FiLM, starts on a plateau)."""
+        disp_BC2 = cue_BC6[..., 2:4] + cue_BC6[..., 4:6]
+        probes_BP2 = self.query_motion(query_Bd)
+        return torch.einsum("bcx,bpx->bcp", disp_BC2, probes_BP2)
 
     @staticmethod
     def _displacements(position_BC2: torch.Tensor, chunk_mask_BC: torch.Tensor) -> torch.Tensor:

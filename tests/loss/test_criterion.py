@@ -10,11 +10,18 @@ import torch.distributed as dist
 
 from bridge_stg.data.collate import GroundingBatch
 from bridge_stg.loss.box_ops import cxcywh_to_xyxy, paired_generalized_box_iou, xyxy_to_cxcywh
-from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion, box_area_share, smoothed_targets
+from bridge_stg.loss.criterion import (
+    CriterionConfig,
+    GroundingCriterion,
+    box_area_share,
+    smoothed_targets,
+    span_motion,
+)
 from bridge_stg.model.outputs import BridgeSTGOutput
 
 LN = math.log
-ONLY = dict.fromkeys(("start_end", "inside", "box_l1", "box_giou", "objectness", "contrastive", "token_relevance"), 0.0)
+ONLY = dict.fromkeys(("start_end", "inside", "box_l1", "box_giou", "objectness", "contrastive", "token_relevance",
+                      "query_motion"), 0.0)
 
 
 def only(**weights: float) -> CriterionConfig:
@@ -350,3 +357,33 @@ def test_box_normaliser_under_a_process_group(tmp_path):
     finally:
         dist.destroy_process_group()
     assert log["box_l1/aux0"] == pytest.approx(0.15)
+
+
+def test_span_motion_is_the_direction_of_the_box_centre_across_the_span():
+    # sample 0 moves left inside its span [1, 4) (frame 0 and 4 lie outside and are ignored); sample 1 is still;
+    # sample 2 has one boxed frame in its span; sample 3 has no span
+    cx = [[0.9, 0.6, 0.5, 0.4, 0.0], [0.5] * 5, [0.5] * 5, [0.5] * 5]
+    boxes = torch.zeros(4, 5, 4)
+    boxes[..., 0], boxes[..., 1] = torch.tensor(cx), 0.3
+    box_mask = torch.ones(4, 5, dtype=torch.bool)
+    box_mask[2] = torch.tensor([False, True, False, False, False])
+    span = torch.tensor([[1, 4], [0, 5], [0, 5], [0, 0]])
+    direction, moving = span_motion(boxes, box_mask, span, torch.tensor([True, True, True, False]))
+    assert moving.tolist() == [True, False, False, False]
+    torch.testing.assert_close(direction[0], torch.tensor([-1.0, 0.0]))
+
+
+def test_query_motion_is_the_squared_error_on_moving_samples_only():
+    batch = make_batch([(0, 3), (0, 3)], [True, True], torch.tensor([[[0.2, 0.5, 0.1, 0.1], [0.3, 0.5, 0.1, 0.1],
+                                                                       [0.4, 0.5, 0.1, 0.1]]] * 2),
+                       [[True] * 3] * 2, [[True] * 3] * 2)
+    batch.boxes_cxcywh01[1, :, 0] = 0.5  # sample 1 does not move: no target
+    predicted = torch.tensor([[0.0, 1.0], [5.0, 5.0]], requires_grad=True)
+    out = make_output([[True] * 3] * 2, [[0, 1], [0, 1]], query_motion_B2=predicted)
+    total, log = GroundingCriterion(only(query_motion=2.0))(out, batch)
+    assert log["query_motion"] == pytest.approx(2.0)  # |(0, 1) - (1, 0)|^2, sample 0 only
+    assert total.item() == pytest.approx(4.0)
+    total.backward()
+    assert predicted.grad[1].abs().sum() == 0
+    assert GroundingCriterion(only(query_motion=1.0, inside=1.0))(make_output([[True] * 3] * 2, [[0, 1], [0, 1]]),
+                                                                  batch)[1].keys() == {"inside", "total"}
