@@ -66,6 +66,19 @@ def format_summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def format_rows(rows: dict[str, dict]) -> str:
+    """One line per named metrics dict (values x100): m_tIoU, m_vIoU, vIoU at each threshold, m_gt_vIoU."""
+    first = next(iter(rows.values()))
+    at = sorted({k.split("@")[1] for k in first if k.startswith("viou@")}, key=float)
+    names = ["tiou", "viou", *(f"viou@{t}" for t in at), "gt_viou"]
+    label_width = max(20, *(len(name) + 2 for name in rows))
+    width = max(12, *(len(_label(n)) + 2 for n in names))
+    lines = [f"{'':<{label_width}}" + "".join(f"{_label(n):>{width}}" for n in names)]
+    for name, metrics in rows.items():
+        lines.append(f"{name:<{label_width}}" + "".join(f"{100 * metrics[n]:>{width}.2f}" for n in names))
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> dict:
     import msgspec
     import numpy as np

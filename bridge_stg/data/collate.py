@@ -37,8 +37,10 @@ import torch
 
 from bridge_stg.structures import GroundingSample
 from bridge_stg.text.prompt import (
+    VISION_END,
     GroundingTokens,
     add_grounding_tokens,
+    caption_layout,
     chat_answer_suffix,
     chat_prompt,
     grounding_layout,
@@ -173,24 +175,8 @@ class GroundingCollator:
 
     def _run_processor(self, samples: Sequence[GroundingSample]) -> tuple[dict[str, Any], list[int]]:
         """One processor call for the whole batch: unpadded ids and the pixel values of every chunk."""
-        chunks, metadata, chunk_counts = [], [], []
-        for s in samples:
-            n = len(s.frames) // FRAMES_PER_CHUNK
-            chunk_counts.append(n)
-            chunks += [s.frames[FRAMES_PER_CHUNK * c : FRAMES_PER_CHUNK * (c + 1)] for c in range(n)]
-            metadata += [_chunk_metadata(s.fps) for _ in range(n)]
-        inputs = self.processor(
-            text=[chat_prompt(self.processor, self._layout(s)) for s in samples],
-            videos=chunks,
-            video_metadata=metadata,
-            do_sample_frames=False,
-            do_resize=False,
-            cap_pixels_per_frame=False,  # irrelevant without resizing; silences a deprecation warning
-            input_data_format="channels_last",
-            padding=False,
-            return_tensors=None,
-        )
-        return dict(inputs), chunk_counts
+        texts = [chat_prompt(self.processor, self._layout(s)) for s in samples]
+        return run_processor(self.processor, texts, [s.frames for s in samples], [s.fps for s in samples])
 
     def _append_answer(self, s: GroundingSample, ids: list[int], types: list[int], labels: list[int]) -> None:
         if s.answer is None:
@@ -291,6 +277,109 @@ class GroundingCollator:
             "video_token_mask": video_token_pos >= 0,
             "grid_hw": grid_hw,
         }
+
+
+def run_processor(processor: Any, texts: Sequence[str], frames: Sequence[np.ndarray],
+                  fps: Sequence[float]) -> tuple[dict[str, Any], list[int]]:
+    """One call of the official processor: every 2-frame chunk of ``frames[b]`` (uint8 ``[T, H, W, 3]``, sides
+    multiples of 28) is its own 1-step video at ``fps[b]``. Returns the unpadded inputs and the chunks per sample."""
+    chunks, metadata, chunk_counts = [], [], []
+    for frames_b, fps_b in zip(frames, fps):
+        n = len(frames_b) // FRAMES_PER_CHUNK
+        chunk_counts.append(n)
+        chunks += [frames_b[FRAMES_PER_CHUNK * c : FRAMES_PER_CHUNK * (c + 1)] for c in range(n)]
+        metadata += [_chunk_metadata(fps_b) for _ in range(n)]
+    inputs = processor(
+        text=list(texts),
+        videos=chunks,
+        video_metadata=metadata,
+        do_sample_frames=False,
+        do_resize=False,
+        cap_pixels_per_frame=False,  # irrelevant without resizing; silences a deprecation warning
+        input_data_format="channels_last",
+        padding=False,
+        return_tensors=None,
+    )
+    return dict(inputs), chunk_counts
+
+
+@dataclass
+class CaptionBatch:
+    """A collated batch of backbone pretraining (:class:`~bridge_stg.data.pretraining.CaptionSample`).
+
+    ``model_inputs`` is what ``Qwen2(_5)VLForConditionalGeneration.forward`` takes, with ``labels [B, L]`` on the
+    caption tokens only. ``token_targets [N, 4]`` holds one row per video token of the batch, in the order the
+    tokens take in ``input_ids`` (row-major over ``[B, L]``), the same order as ``mm_token_type_ids == 2``.
+    """
+
+    model_inputs: dict[str, torch.Tensor]
+    token_targets: torch.Tensor  # long [N, 4]
+    sample_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+
+class CaptionCollator:
+    """``list[CaptionSample] -> CaptionBatch`` for a base checkpoint's processor (no grounding tokens).
+
+    The request and the timestamped chunks go through the processor exactly as a grounding prompt does (same chat
+    template, :func:`~bridge_stg.text.prompt.caption_layout`); each chunk's caption is tokenised on its own and
+    inserted after that chunk's ``<|vision_end|>``, with labels. Captions end with a newline, so the inserted ids are
+    the ones the tokenizer gives the whole text (a special token before, a newline pre-token after).
+    """
+
+    def __init__(self, processor: Any, timestamps: bool = True) -> None:
+        self.processor = processor
+        self.timestamps = timestamps
+        tok = processor.tokenizer
+        self.vision_end_id = tok.convert_tokens_to_ids(VISION_END)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def __call__(self, samples: Sequence[Any]) -> CaptionBatch:
+        if not samples:
+            raise ValueError("cannot collate an empty list of samples")
+        texts = []
+        for s in samples:
+            times = np.asarray(s.timestamps_s, dtype=np.float64)[::FRAMES_PER_CHUNK]
+            if len(s.chunk_texts) != len(times):
+                raise ValueError(f"sample {s.sample_id}: {len(s.chunk_texts)} captions for {len(times)} chunks")
+            texts.append(chat_prompt(self.processor, caption_layout(s.request, times.tolist(), self.timestamps)))
+        inputs, _ = run_processor(self.processor, texts, [s.frames for s in samples], [s.fps for s in samples])
+        tok = self.processor.tokenizer
+        rows, types, labels = [], [], []
+        for b, s in enumerate(samples):
+            ids, kinds, labs = [], [], []
+            captions = iter(s.chunk_texts)
+            for token, kind in zip(inputs["input_ids"][b], inputs["mm_token_type_ids"][b]):
+                ids.append(token), kinds.append(kind), labs.append(IGNORE_INDEX)
+                if token == self.vision_end_id:
+                    caption = tok(next(captions), add_special_tokens=False)["input_ids"]
+                    ids += caption
+                    kinds += [0] * len(caption)
+                    labs += caption
+            rows.append(ids), types.append(kinds), labels.append(labs)
+        length = max(len(r) for r in rows)
+        model_inputs = {
+            "input_ids": torch.full((len(rows), length), self.pad_id, dtype=torch.long),
+            "attention_mask": torch.zeros(len(rows), length, dtype=torch.long),
+            "mm_token_type_ids": torch.zeros(len(rows), length, dtype=torch.long),
+            "labels": torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long),
+        }
+        for b, (ids, kinds, labs) in enumerate(zip(rows, types, labels)):
+            model_inputs["input_ids"][b, : len(ids)] = torch.tensor(ids)
+            model_inputs["attention_mask"][b, : len(ids)] = 1
+            model_inputs["mm_token_type_ids"][b, : len(ids)] = torch.tensor(kinds)
+            model_inputs["labels"][b, : len(ids)] = torch.tensor(labs)
+        model_inputs["pixel_values_videos"] = torch.as_tensor(inputs["pixel_values_videos"])
+        model_inputs["video_grid_thw"] = torch.as_tensor(inputs["video_grid_thw"], dtype=torch.long)
+        if "second_per_grid_ts" in inputs:
+            model_inputs["second_per_grid_ts"] = torch.as_tensor(inputs["second_per_grid_ts"], dtype=torch.float32)
+        targets = torch.cat([torch.as_tensor(s.token_targets).reshape(-1, s.token_targets.shape[-1])
+                             for s in samples])
+        video_tokens = int((model_inputs["mm_token_type_ids"] == 2).sum())
+        assert len(targets) == video_tokens, f"{len(targets)} token targets for {video_tokens} video tokens"
+        return CaptionBatch(model_inputs=model_inputs, token_targets=targets, sample_ids=[s.sample_id for s in samples])
 
 
 def _positions(row_L: torch.Tensor, token_id: int, offset: int) -> torch.Tensor:

@@ -7,9 +7,12 @@ the full key. Cross-field rules (:func:`validate`) run before any work is done.
 
 Two decisions worth knowing:
 
-* **The tiny backbone.** ``model.backbone.path`` must exist, except for a folder named ``tiny_backbone`` (what
+* **The tiny backbones.** ``model.backbone.path`` must exist, except for a folder named ``tiny_backbone`` (what
   ``paths.tiny_checkpoint`` and ``model/backbone/tiny.yaml`` give): the engine writes a tiny random checkpoint there
-  on first use (``engine/components.py``, same rule), so it may not exist yet.
+  on first use (``engine/components.py``, same rule), so it may not exist yet. A folder named ``tiny_pretrained``
+  (``model/backbone/tiny_pretrained.yaml``, the synthetic experiments' backbone) is resolved to
+  ``<folder>/<hash of the pretrain recipe>`` (:func:`~bridge_stg.engine.specs.pretrain_hash`), which the engine
+  builds with the ``pretrain`` section's recipe when it is missing and reuses otherwise.
 * **No bridge, no contrastive term.** With ``model.bridge.enabled=false`` there is no bridging query to contrast, so a
   positive ``loss.contrastive`` is set to 0 (with a warning, and visibly in the resolved config written to the run
   directory) rather than rejected: the "no bridge" ablation stays a single override.
@@ -29,7 +32,18 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from bridge_stg.engine.specs import DataSpec, EvalSpec, LoggingSpec, OptimSpec, RunSpec, SourceSpec, TrainSpec
+from bridge_stg.engine.specs import (
+    PRETRAINED_TINY_NAME,
+    DataSpec,
+    EvalSpec,
+    LoggingSpec,
+    OptimSpec,
+    PretrainSpec,
+    RunSpec,
+    SourceSpec,
+    TrainSpec,
+    pretrain_hash,
+)
 from bridge_stg.loss.criterion import CriterionConfig
 from bridge_stg.model.config import BridgeSTGConfig
 from bridge_stg.model.tiny import TINY_CHECKPOINT_NAME, is_tiny_checkpoint
@@ -44,6 +58,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainSpec,
     "eval": EvalSpec,
     "logging": LoggingSpec,
+    "pretrain": PretrainSpec,
 }
 # Top-level keys that are not sections: Hydra's own, interpolation helpers, the run's name, the model to evaluate.
 HELPER_KEYS = ("hydra", "paths", "experiment_name", "checkpoint")
@@ -68,6 +83,7 @@ def build_spec(cfg: DictConfig, run_dir: Path, world_size: int = 1) -> RunSpec:
     parts = {name: convert(cls, tree.get(name, {}), name) for name, cls in SECTIONS.items()}
     experiment = convert(str, tree.get("experiment_name", "default"), "experiment_name")
     spec = _without_contrastive_if_no_bridge(RunSpec(run_dir=Path(run_dir), **parts, experiment=experiment))
+    spec = _with_pretrained_backbone_path(spec)
     validate(spec, world_size=world_size, checkpoint=convert(str | None, tree.get("checkpoint"), "checkpoint"))
     return spec
 
@@ -209,6 +225,21 @@ def _without_contrastive_if_no_bridge(spec: RunSpec) -> RunSpec:
     return dataclasses.replace(spec, loss=loss)
 
 
+def is_pretrained_tiny(path: str | Path) -> bool:
+    """Whether ``path`` is a resolved pretrained tiny backbone, ``.../tiny_pretrained/<recipe hash>``."""
+    return Path(path).parent.name == PRETRAINED_TINY_NAME
+
+
+def _with_pretrained_backbone_path(spec: RunSpec) -> RunSpec:
+    """``.../tiny_pretrained`` -> ``.../tiny_pretrained/<recipe hash>`` (module docstring)."""
+    path = Path(spec.model.backbone.path)
+    if path.name != PRETRAINED_TINY_NAME:
+        return spec
+    resolved = str(path / pretrain_hash(spec.pretrain, spec.data))
+    backbone = dataclasses.replace(spec.model.backbone, path=resolved)
+    return dataclasses.replace(spec, model=dataclasses.replace(spec.model, backbone=backbone))
+
+
 def _check_batches(train: TrainSpec, world_size: int) -> None:
     assert world_size >= 1, f"world size {world_size}"
     if train.micro_batch_size < 1:
@@ -276,7 +307,7 @@ def _check_paths(spec: RunSpec, checkpoint: str | None) -> None:
     if not backbone:
         raise ConfigError("model.backbone.path is empty: choose a preset (model/backbone=qwen2_vl_7b, ...) or set "
                           "model.backbone.path to a local Qwen2-VL / Qwen2.5-VL checkpoint directory")
-    if not Path(backbone).exists() and not is_tiny_checkpoint(backbone):
+    if not Path(backbone).exists() and not is_tiny_checkpoint(backbone) and not is_pretrained_tiny(backbone):
         raise ConfigError(f"model.backbone.path: {backbone} does not exist; download the checkpoint there (or set "
                           "paths.checkpoints_dir / model.backbone.path), or use model/backbone=tiny (created on "
                           f"first use, in a folder named '{TINY_CHECKPOINT_NAME}' only)")

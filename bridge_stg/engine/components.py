@@ -11,27 +11,34 @@ from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.data.dataset import GroundingDataset, MixtureDataset, SyntheticStream
 from bridge_stg.data.sources import read_charades_sta, read_referring_jsonl
 from bridge_stg.data.synthetic import generate_benchmark, load_split
+from bridge_stg.engine.builder import is_pretrained_tiny
 from bridge_stg.engine.distributed import DistContext, barrier
+from bridge_stg.engine.pretrain import ensure_pretrained_backbone, save_random_start
 from bridge_stg.engine.specs import RunSpec, SourceSpec
+from bridge_stg.eval.baselines import mean_box_size
 from bridge_stg.loss.criterion import GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG
 from bridge_stg.model.coupled import CoupledBaseline, is_coupled_checkpoint
-from bridge_stg.model.tiny import is_tiny_checkpoint, save_tiny_checkpoint
+from bridge_stg.model.tiny import is_tiny_checkpoint
 from bridge_stg.structures import SentenceRecord
 
 log = logging.getLogger(__name__)
 
 
-def prepare_assets(spec: RunSpec, ctx: DistContext) -> None:
-    """Create what the embedded default generates on first use (tiny backbone, synthetic benchmark), on rank 0."""
+def prepare_assets(spec: RunSpec, ctx: DistContext, backbone: bool = True) -> None:
+    """Create what the embedded default generates on first use, on rank 0: the tiny random backbone, the synthetic
+    benchmark, and with ``backbone`` the pretrained tiny backbone (its recipe's first build takes minutes; later
+    runs reuse it; evaluating a saved model needs none)."""
     if ctx.is_main:
         path = Path(spec.model.backbone.path)
         if is_tiny_checkpoint(path) and not (path / "config.json").is_file():
-            log.info("creating the tiny random backbone in %s", path)
-            save_tiny_checkpoint(path, hidden_size=64, num_layers=4)
+            log.info("creating the tiny random backbone in %s (the pretrain recipe's random starting point)", path)
+            save_random_start(spec.pretrain, path)
         sources = [*spec.data.train_sources, *([spec.data.eval_source] if spec.data.eval_source else [])]
         if any(s.kind in ("synthetic", "synthetic_stream") for s in sources):
             generate_benchmark(spec.data.synthetic, spec.data.synthetic_dir)
+    if backbone and is_pretrained_tiny(spec.model.backbone.path):
+        ensure_pretrained_backbone(spec, ctx)
     barrier()
 
 
@@ -50,6 +57,16 @@ def load_records(source: SourceSpec, spec: RunSpec) -> list[SentenceRecord]:
         if report.excluded or report.skipped:
             log.info("%s", report.summary())
     return records[: source.max_samples] if source.max_samples else records
+
+
+def training_box_size(spec: RunSpec) -> tuple[float, float]:
+    """Mean GT box (width, height) in pixels of the training sources' records (a synthetic stream: the benchmark's
+    fixed train split, clips of the same world): the size of the reference rows' centre box."""
+    records = []
+    for src in spec.data.train_sources:
+        fixed = dataclasses.replace(src, kind="synthetic") if src.kind == "synthetic_stream" else src
+        records += load_records(fixed, spec)
+    return mean_box_size(records)
 
 
 def media_root(source: SourceSpec, spec: RunSpec) -> Path:

@@ -18,11 +18,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from bridge_stg.cli.score import format_summary
+from bridge_stg.cli.score import format_rows, format_summary
 from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.data.dataset import GroundingDataset, SkippedSample, drop_skipped
 from bridge_stg.engine.distributed import DistContext, all_gather_objects
+from bridge_stg.data.frames import select_frames
 from bridge_stg.engine.specs import RunSpec
+from bridge_stg.eval.baselines import SAMPLED_GT_SPAN, WHOLE_CLIP, evaluate_baselines
 from bridge_stg.eval.metrics import PredictionTable, score, summarize
 from bridge_stg.eval.postprocess import tube_from_prediction
 from bridge_stg.eval.prediction_files import write_reference, write_tubes
@@ -138,9 +140,38 @@ def evaluate(model: BridgeSTG, dataset: GroundingDataset, collator: GroundingCol
     return metrics
 
 
+def reference_metrics(records: list[SentenceRecord], box_size: tuple[float, float], spec: RunSpec) -> dict[str, dict]:
+    """What a model's numbers mean on this split: the whole clip with a centred box of the training split's mean size
+    (``box_size``), and the GT span as the evaluation frames can express it with that box (the m_tIoU ceiling of any
+    model seeing those frames), scored like the model (:mod:`bridge_stg.eval.baselines`)."""
+    budget = spec.data.eval_budget
+    scored = evaluate_baselines(records, box_size, spec.data.eval_source.split, spec.eval.protocol,
+                                spec.eval.thresholds, frame_ids=lambda r: select_frames(r.segment, r.fps, budget))
+    return {"whole clip + centre box": scored[WHOLE_CLIP], "GT span on the sampled frames + centre box":
+            scored[SAMPLED_GT_SPAN]}
+
+
+def log_with_references(metrics: dict, records: list[SentenceRecord], box_size: tuple[float, float],
+                        spec: RunSpec, out_dir: Path) -> dict[str, dict]:
+    """Log the model's row above the reference rows (:func:`reference_metrics`); write them to
+    ``out_dir/reference_metrics.json``."""
+    references = reference_metrics(records, box_size, spec)
+    (out_dir / "reference_metrics.json").write_text(json.dumps(references, indent=2) + "\n")
+    log.info("%s beside the reference rows (%s protocol, %d sentences):\n%s", metrics.get("name", "model"),
+             spec.eval.protocol, metrics["count"], format_rows({str(metrics.get("name", "model")): metrics,
+                                                                 **references}))
+    return references
+
+
 def run(spec: RunSpec, checkpoint: str | Path | None = None) -> dict | None:
     """Evaluate a saved model (``checkpoint``: a directory written by ``save_pretrained`` of either model kind)."""
-    from bridge_stg.engine.components import build_collator, build_eval_dataset, load_model, prepare_assets
+    from bridge_stg.engine.components import (
+        build_collator,
+        build_eval_dataset,
+        load_model,
+        prepare_assets,
+        training_box_size,
+    )
     from bridge_stg.engine.distributed import init_distributed, shutdown
     from bridge_stg.engine.run_logging import setup_logging
 
@@ -150,9 +181,13 @@ def run(spec: RunSpec, checkpoint: str | Path | None = None) -> dict | None:
         setup_logging(spec.run_dir, ctx.rank)
         if checkpoint is None:
             raise ValueError("pass checkpoint=<directory of a saved model> (e.g. runs/<experiment>/<time>/model)")
-        prepare_assets(spec, ctx)
+        prepare_assets(spec, ctx, backbone=False)
         model = load_model(checkpoint).to(ctx.device)
-        return evaluate(model, build_eval_dataset(spec), build_collator(model, spec), spec, ctx,
-                        spec.run_dir / "eval", name=Path(checkpoint).parent.name)
+        dataset = build_eval_dataset(spec)
+        metrics = evaluate(model, dataset, build_collator(model, spec), spec, ctx, spec.run_dir / "eval",
+                           name=Path(checkpoint).parent.name)
+        if metrics is not None and spec.data.train_sources:
+            log_with_references(metrics, dataset.records, training_box_size(spec), spec, spec.run_dir / "eval")
+        return metrics
     finally:
         shutdown()

@@ -7,7 +7,9 @@ Every field below is a config key: ``model.*`` -> :class:`~bridge_stg.model.conf
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -101,6 +103,58 @@ class LoggingSpec:
 
 
 @dataclass(frozen=True)
+class PretrainSpec:
+    """The recipe of the pretrained tiny backbone, the CPU stand-in for an instruction-tuned checkpoint
+    (:mod:`bridge_stg.engine.pretrain`). A ``model.backbone.path`` whose folder is named ``tiny_pretrained`` is built
+    from it, on first use, into ``<that folder>/<recipe hash>``: the hash covers these fields (``num_workers``
+    aside), the synthetic world (``data.synthetic``) and the frame budget (``data.train_budget``), so a changed recipe
+    builds a new backbone and an unchanged one is reused. Its prompts always carry timestamps, as a real
+    checkpoint's training did: ``data.timestamps=false`` ablates them in grounding only, from the same backbone."""
+
+    family: Literal["qwen2_vl", "qwen2_5_vl"] = "qwen2_vl"
+    hidden_size: int = 64  # the random starting point (bridge_stg.model.tiny)
+    num_layers: int = 4
+    num_heads: int = 4
+    vision_depth: int = 2
+    vision_width: int = 32
+    init_seed: int = 0
+    steps: int = 1500  # optimizer steps of batch_size fresh clips
+    batch_size: int = 16
+    lr: float = 1.0e-3
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    token_weight: float = 1.0  # the visual-token classifiers against the caption LM loss
+    split: str = "pretrain"  # the training-world stream drawn (never an evaluation split)
+    seed: int = 0
+    eval_samples: int = 64  # held-out clips (stream "<split>_heldout") of the report
+    num_workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.split in ("val", "test") or self.split.endswith("_heldout"):
+            raise ValueError(f"split {self.split!r}: pretraining draws its own training-world stream, never an "
+                             "evaluation split")
+        if min(self.steps, self.batch_size, self.hidden_size, self.num_layers, self.eval_samples) < 1:
+            raise ValueError("steps, batch_size, hidden_size, num_layers and eval_samples must be >= 1")
+
+
+PRETRAINED_TINY_NAME = "tiny_pretrained"  # a backbone folder of this name is built by the pretraining recipe
+PRETRAIN_FORMAT = 1  # bump when the recipe's code changes what a recipe builds: old builds are then not reused
+
+
+def pretrain_recipe(pretrain: PretrainSpec, data: DataSpec) -> dict:
+    """Everything that decides the pretrained backbone, as plain JSON types (what the hash covers)."""
+    recipe = {k: v for k, v in asdict(pretrain).items() if k != "num_workers"}
+    return json.loads(json.dumps({"format": PRETRAIN_FORMAT, "recipe": recipe, "world": asdict(data.synthetic),
+                                  "budget": asdict(data.train_budget)}))
+
+
+def pretrain_hash(pretrain: PretrainSpec, data: DataSpec) -> str:
+    """12 hex digits of the recipe's SHA-256."""
+    text = json.dumps(pretrain_recipe(pretrain, data), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
 class RunSpec:
     run_dir: Path
     model: BridgeSTGConfig
@@ -110,4 +164,5 @@ class RunSpec:
     train: TrainSpec
     eval: EvalSpec
     logging: LoggingSpec
+    pretrain: PretrainSpec = field(default_factory=PretrainSpec)
     experiment: str = "synthetic"

@@ -19,7 +19,7 @@ from bridge_stg.data.dataset import SkippedSample
 from bridge_stg.engine import components
 from bridge_stg.engine.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from bridge_stg.engine.distributed import DistContext, init_distributed, mean_over_ranks, shutdown
-from bridge_stg.engine.evaluate import evaluate
+from bridge_stg.engine.evaluate import evaluate, log_with_references
 from bridge_stg.engine.run_logging import MetricsLog, Throughput, plot_learning_curves, setup_logging
 from bridge_stg.engine.specs import RunSpec
 from bridge_stg.engine.task import GroundingTask
@@ -195,6 +195,9 @@ class Trainer:
         save_checkpoint(self.backend, spec.run_dir, self.state, self.config, spec.train.keep_last, self.ctx)
         self.backend.export_model(spec.run_dir / "model")
         metrics = self._evaluate("eval/final")
+        if self.ctx.is_main and metrics is not None:
+            log_with_references(metrics, self.eval_set.records, components.training_box_size(spec), spec,
+                                spec.run_dir / "eval/final")
         if self.ctx.is_main:
             plot = plot_learning_curves(spec.run_dir / "metrics.jsonl", spec.run_dir / "learning_curves.png")
             log.info("model exported to %s%s", spec.run_dir / "model", f"; learning curves: {plot}" if plot else "")

@@ -104,12 +104,10 @@ class MLLMBackbone(nn.Module):
 
     def __init__(self, cfg: BackboneConfig, tokens: GroundingTokens, layers: Sequence[int]) -> None:
         super().__init__()
-        from transformers import AutoProcessor
-
         self.cfg, self.tokens = cfg, tokens
         hf = _load_hf_model(cfg)
         self.family: str = hf.config.model_type
-        self.processor = AutoProcessor.from_pretrained(cfg.path)
+        self.processor = load_processor(cfg.path)
         vocab_before = len(self.processor.tokenizer)
         self.token_ids: dict[str, int] = add_grounding_tokens(self.processor.tokenizer, tokens)
         _cover_vocabulary(hf, len(self.processor.tokenizer))
@@ -147,7 +145,7 @@ class MLLMBackbone(nn.Module):
             out = hf.model(**inputs, use_cache=False)
         missing = set(self.layer_indices) - set(captured)
         assert not missing, f"decoder layers {sorted(missing)} did not run"
-        lm_loss = None if labels_BL is None else _lm_loss(hf.lm_head, out.last_hidden_state, labels_BL)
+        lm_loss = None if labels_BL is None else supervised_lm_loss(hf.lm_head, out.last_hidden_state, labels_BL)
         return BackboneOutput([captured[i] for i in self.layer_indices], lm_loss)
 
     @contextmanager
@@ -293,11 +291,24 @@ def _model_class(model_type: str) -> type[nn.Module]:
 
 
 def _load_hf_model(cfg: BackboneConfig) -> nn.Module:
-    model_cls = _model_class(checkpoint_family(cfg.path))
+    return load_base_model(cfg.path, cfg.dtype, cfg.attn_implementation)
+
+
+def load_processor(path: str | Path) -> Any:
+    """The processor of a local checkpoint (``AutoProcessor``), as a user's is loaded."""
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(str(path))
+
+
+def load_base_model(path: str | Path, dtype: str = "float32", attn_implementation: str = "auto") -> nn.Module:
+    """The ``*ForConditionalGeneration`` of a local Qwen2-VL / Qwen2.5-VL checkpoint, as a user's is loaded (also
+    what backbone pretraining trains before ``save_pretrained``)."""
+    model_cls = _model_class(checkpoint_family(path))
     return model_cls.from_pretrained(
-        cfg.path,
-        dtype=_DTYPES[cfg.dtype],
-        attn_implementation=resolve_attn_implementation(cfg.attn_implementation),
+        str(path),
+        dtype=_DTYPES[dtype],
+        attn_implementation=resolve_attn_implementation(attn_implementation),
         trust_remote_code=False,
     )
 
@@ -359,7 +370,7 @@ def _store_output(captured: dict[int, torch.Tensor], layer: int, module: nn.Modu
     captured[layer] = output[0] if isinstance(output, tuple) else output
 
 
-def _lm_loss(lm_head: nn.Module, hidden_BLD: torch.Tensor, labels_BL: torch.Tensor) -> torch.Tensor:
+def supervised_lm_loss(lm_head: nn.Module, hidden_BLD: torch.Tensor, labels_BL: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over labels != -100; logits only at those positions (0 when there are none)."""
     target_BL = labels_BL[:, 1:]
     supervised_BL = target_BL != IGNORE_INDEX

@@ -26,8 +26,8 @@ from typing import Any
 
 from bridge_stg.tokens import GroundingTokens, add_grounding_tokens
 
-__all__ = ["GroundingTokens", "add_grounding_tokens", "build_prompt", "chat_answer_suffix", "chat_prompt",
-           "grounding_layout", "has_chat_template", "query_char_span", "timestamp_text"]
+__all__ = ["GroundingTokens", "add_grounding_tokens", "build_prompt", "caption_layout", "chat_answer_suffix",
+           "chat_prompt", "grounding_layout", "has_chat_template", "query_char_span", "timestamp_text"]
 
 VISION_START = "<|vision_start|>"
 VISION_END = "<|vision_end|>"
@@ -44,11 +44,21 @@ def grounding_layout(
     query: str, chunk_times_s: Sequence[float], tokens: GroundingTokens, timestamps: bool = True
 ) -> str:
     """The bare layout (module docstring) for a query and the start time of each 2-frame chunk."""
-    if len(chunk_times_s) == 0:
-        raise ValueError("a grounding prompt needs at least one chunk")
-    chunk = VISION_START + VIDEO_PAD + VISION_END + tokens.frame_query
-    chunks = "".join((timestamp_text(t) if timestamps else "") + chunk for t in chunk_times_s)
+    chunks = _chunks(chunk_times_s, tokens.frame_query, timestamps)
     return f"{QUERY_PREFIX}{query}\n{chunks}{''.join(tokens.bridge_tokens())}"
+
+
+def caption_layout(request: str, chunk_times_s: Sequence[float], timestamps: bool = True) -> str:
+    """The grounding layout of a base checkpoint, which has no grounding tokens: the request, then the timestamped
+    chunks (backbone pretraining writes a caption after each chunk's ``<|vision_end|>``)."""
+    return f"{QUERY_PREFIX}{request}\n{_chunks(chunk_times_s, '', timestamps)}"
+
+
+def _chunks(chunk_times_s: Sequence[float], after_chunk: str, timestamps: bool) -> str:
+    if len(chunk_times_s) == 0:
+        raise ValueError("a prompt needs at least one chunk")
+    chunk = VISION_START + VIDEO_PAD + VISION_END + after_chunk
+    return "".join((timestamp_text(t) if timestamps else "") + chunk for t in chunk_times_s)
 
 
 def query_char_span(prompt: str, query: str) -> tuple[int, int]:

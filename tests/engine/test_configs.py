@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bridge_stg.data.synthetic import SyntheticConfig
 from bridge_stg.engine.builder import SECTIONS, ConfigError, build_spec, convert, spec_to_dict
-from bridge_stg.engine.specs import EvalSpec, LoggingSpec, OptimSpec, RunSpec
+from bridge_stg.engine.specs import EvalSpec, LoggingSpec, OptimSpec, RunSpec, pretrain_hash
 from bridge_stg.loss.criterion import CriterionConfig
 from bridge_stg.model.config import BridgeSTGConfig
 
@@ -45,6 +45,8 @@ ABLATIONS = {
     "no_text_pooling": {"model.temporal.text_pooling": False},
     "no_relevance_prior": {"model.decoder.relevance_prior": False},
     "no_token_relevance": {"loss.token_relevance": 0.0},
+    "no_motion_matching": {"model.temporal.motion_matching": False, "loss.query_motion": 0.0},
+    "random_backbone": {"model.backbone.path": "runs/tiny_backbone"},
 }
 
 
@@ -114,14 +116,16 @@ def test_no_arguments_is_the_embedded_synthetic_cpu_run(tmp_path):
     spec = build_spec(cfg, tmp_path / "run")
     assert spec.experiment == "synthetic"
     assert (spec.train.engine, spec.train.zero_stage, spec.train.precision) == ("torch", 0, "fp32")
-    assert spec.model.backbone.path == cfg.paths.tiny_checkpoint  # need not exist: the engine writes it
+    # need not exist: the engine builds it from the pretrain recipe, into the folder of the recipe's hash
+    assert Path(spec.model.backbone.path).parent == Path(cfg.paths.tiny_pretrained)
     assert spec.data.synthetic == SyntheticConfig()  # the full benchmark, generated on first use
 
 
 @pytest.mark.parametrize("ablation", sorted(ABLATIONS))
 def test_each_ablation_is_one_override_of_synthetic(tmp_path, ablation):
-    base = flat(spec_to_dict(build(tmp_path, "experiment=synthetic", *OFFLINE)))
-    spec = flat(spec_to_dict(build(tmp_path, f"experiment=ablation/{ablation}", *OFFLINE)))
+    # the synthetic experiments' own backbone (the pretrained tiny one, resolved but not built here)
+    base = flat(spec_to_dict(build(tmp_path, "experiment=synthetic")))
+    spec = flat(spec_to_dict(build(tmp_path, f"experiment=ablation/{ablation}")))
     changed = {key for key in base if base[key] != spec[key]} - {"experiment"}
     expected = ABLATIONS[ablation]
     assert all(spec[key] == value for key, value in expected.items())
@@ -300,3 +304,27 @@ def test_synthetic_training_streams_by_default_and_the_fixed_split_is_one_overri
     fixed = build(tmp_path, "model/backbone=tiny", "data=synthetic_fixed").data
     assert fixed.train_sources[0].kind == "synthetic" and fixed.train_sources[0].split == "train"
     assert fixed.eval_source.kind == "synthetic" and fixed.synthetic == SyntheticConfig()
+
+
+def test_synthetic_experiments_use_the_pretrained_tiny_backbone_of_their_recipe_hash(tmp_path):
+    spec = build(tmp_path, "experiment=synthetic")
+    path = Path(spec.model.backbone.path)
+    assert path.parent.as_posix() == "runs/tiny_pretrained" and len(path.name) == 12
+    assert path.name == pretrain_hash(spec.pretrain, spec.data)
+    coupled = build(tmp_path, "experiment=synthetic_coupled")
+    assert coupled.model.backbone.path == spec.model.backbone.path  # the coupled baseline starts from the same one
+
+    def hash_with(*overrides):
+        return Path(build(tmp_path, "experiment=synthetic", *overrides).model.backbone.path).name
+
+    assert hash_with("pretrain.num_workers=0") == path.name  # how it is loaded does not change what is built
+    assert hash_with("data.timestamps=false") == path.name  # ablated in grounding, from the same backbone
+    for changed in ("pretrain.steps=7", "pretrain.hidden_size=32", "data.synthetic.seed=3",
+                    "data.train_budget.max_frames=8"):
+        assert hash_with(changed) != path.name, changed
+
+
+def test_pretraining_never_draws_an_evaluation_split(tmp_path):
+    for split in ("test", "val", "pretrain_heldout"):
+        with pytest.raises(ConfigError, match="pretrain.split"):
+            build(tmp_path, "experiment=synthetic", f"pretrain.split={split}")
