@@ -116,7 +116,7 @@ def token_targets(scene: Scene, frame_ids: np.ndarray, cfg: SyntheticConfig, cel
     """``[C, V, 4]`` targets of :data:`TARGET_FIELDS` per chunk and token cell (row-major ``cell_px`` cells of the
     clip's own pixels), ``1 + index`` of the value, 0 where no object covers ``min_pixels`` of the cell's pixels
     over the chunk's two frames."""
-    labels = label_map(scene)[frame_ids]  # [T, H, W], -1: background
+    labels = label_map(scene, frame_ids)  # [T, H, W], -1: background
     t, height, width = labels.shape
     rows, cols = height // cell_px, width // cell_px
     attrs = [o.attributes for o in scene.objects]

@@ -581,12 +581,14 @@ def render_scene(scene: Scene, frame_ids: np.ndarray | None = None) -> np.ndarra
     return frames
 
 
-def label_map(scene: Scene) -> np.ndarray:
-    """Which object is visible at each pixel, int8 ``[T, H, W]`` (-1: background)."""
+def label_map(scene: Scene, frame_ids: np.ndarray | None = None) -> np.ndarray:
+    """Which object is visible at each pixel, int8 ``[T, H, W]`` (-1: background); with ``frame_ids`` only those
+    frames (``[N, H, W]``)."""
     height, width = scene.background_rgb.shape[:2]
-    labels = np.full((len(scene.objects[0].boxes_xyxy_px), height, width), -1, dtype=np.int8)
+    count = len(scene.objects[0].boxes_xyxy_px) if frame_ids is None else len(frame_ids)
+    labels = np.full((count, height, width), -1, dtype=np.int8)
     for i, obj in enumerate(scene.objects):
-        _paint(labels, obj, i)
+        _paint(labels, obj, i, frame_ids)
     return labels
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from bridge_stg.data.dataset import STREAM_STRIDE, GroundingDataset, MixtureDataset, SyntheticStream
 from bridge_stg.data.frames import FrameBudget
-from bridge_stg.data.synthetic import SyntheticConfig, generate_split, make_scene, render_scene
+from bridge_stg.data.synthetic import SyntheticConfig, generate_split, label_map, make_scene, render_scene
 
 CFG = SyntheticConfig(num_train=6, num_val=0, num_test=0)
 BUDGET = FrameBudget()
@@ -17,6 +17,7 @@ def test_rendering_chosen_frames_equals_those_rows_of_the_whole_video():
     scene = make_scene(CFG, "train", 4)
     ids = np.array([0, 3, 3, 57, 99])
     np.testing.assert_array_equal(render_scene(scene, ids), render_scene(scene)[ids])
+    np.testing.assert_array_equal(label_map(scene, ids), label_map(scene)[ids])
 
 
 def test_stream_item_is_the_benchmark_clip_of_that_index(tmp_path):
