@@ -30,7 +30,7 @@ from bridge_stg.model.config import (
     SelectionConfig,
     TemporalHeadConfig,
 )
-from bridge_stg.model.layers import grid_embedding, masked_mean, sinusoidal
+from bridge_stg.model.layers import TextPooling, grid_embedding, masked_mean, sinusoidal
 from bridge_stg.model.mllm import MLLMBackbone
 from bridge_stg.model.outputs import BridgeSTGOutput
 from bridge_stg.model.selection import (
@@ -40,7 +40,7 @@ from bridge_stg.model.selection import (
     select_training_frames,
 )
 from bridge_stg.model.spatial_decoder import SpatialDecoder
-from bridge_stg.model.temporal_head import FRAMES_PER_CHUNK, TemporalHead, TextPooling
+from bridge_stg.model.temporal_head import FRAMES_PER_CHUNK, TemporalHead
 from bridge_stg.ops.segments import decode_span
 from bridge_stg.tokens import GroundingTokens
 
@@ -83,6 +83,7 @@ class BridgeSTG(nn.Module):
         use_text = cfg.temporal.query_conditioning and cfg.temporal.text_pooling
         self.text_pooling = TextPooling(big_d, d) if use_text else None
         self.motion_text = TextPooling(big_d, d) if cfg.temporal.motion_matching else None
+        self.sentence = TextPooling(big_d, d) if cfg.bridge.enabled and cfg.bridge.sentence else None
         self.bridge = SemanticBridge(big_d, s, cfg.num_bridge_tokens, d, cfg.bridge)
         self.visual_proj = nn.Sequential(nn.LayerNorm(big_d), nn.Linear(big_d, d))
         self.frame_in_chunk = nn.Embedding(FRAMES_PER_CHUNK, d)
@@ -98,15 +99,16 @@ class BridgeSTG(nn.Module):
         bridge_tok = torch.stack([_gather_positions(h, batch.bridge_pos) for h in read], dim=1)  # [B, S, K, D]
         visual_BCVd = self.visual_proj(_gather_positions(states[self.feature_layer], batch.video_token_pos).float())
 
-        queries = self.bridge(bridge_tok)  # [B, S, K, d]
+        text_BLD = torch.stack(read).mean(0)
+        sentence_Bd = self.sentence(text_BLD, batch.query_mask) if self.sentence is not None else None
+        queries = self.bridge(bridge_tok, sentence_Bd)  # [B, S, K, d]
         relevance_BCV = self._relevance(visual_BCVd, queries, batch.video_token_mask).softmax(-1)
         pooled_BCd = (relevance_BCV.unsqueeze(-1) * visual_BCVd).sum(2)
         centers_BCV2, _ = self._token_centers(batch.grid_hw, visual_BCVd.shape[2], visual_BCVd.shape[1])
         position_BC2 = (relevance_BCV.unsqueeze(-1) * centers_BCV2).sum(2)  # where the queries find the target
         query_Bd = self.bridge.pooled(queries)
         if self.text_pooling is not None:
-            query_Bd = query_Bd + self.text_pooling(torch.stack(read).mean(0), batch.query_mask)
-        text_BLD = torch.stack(read).mean(0)
+            query_Bd = query_Bd + self.text_pooling(text_BLD, batch.query_mask)
         motion_Bd = self.motion_text(text_BLD, batch.query_mask) if self.motion_text is not None else None
         temporal_logits, chunk_BCd = self.temporal_head(frame_q_BCSD, batch.chunk_mask, pooled_BCd, position_BC2,
                                                         query_Bd, motion_Bd)

@@ -106,23 +106,3 @@ class TemporalHead(nn.Module):
         has_next = torch.cat([chunk_mask_BC[:, 1:], chunk_mask_BC[:, :1] & False], dim=1)[..., None]
         nxt = torch.where(has_next, nxt, position_BC2)
         return torch.cat([position_BC2, SHIFT_SCALE * (position_BC2 - prev), SHIFT_SCALE * (nxt - position_BC2)], -1)
-
-
-class TextPooling(nn.Module):
-    """One vector ``[B, d]`` from the LLM states of the sentence's tokens (``GroundingBatch.query_mask``).
-
-    Attention pooling (a learned score per token, softmax over the sentence) lets the head pick the words that matter
-    for time (a direction, an action); the output is layer-normalised, so the query reaches the FiLM at full scale
-    from the first step rather than as a small offset on a mean.
-    """
-
-    def __init__(self, llm_dim: int, dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(llm_dim)
-        self.score = nn.Linear(llm_dim, 1, bias=False)  # a bias would cancel in the softmax
-        self.proj = nn.Sequential(nn.Linear(llm_dim, dim), nn.LayerNorm(dim))
-
-    def forward(self, states_BLD: torch.Tensor, text_mask_BL: torch.Tensor) -> torch.Tensor:
-        h = self.norm(states_BLD.float())
-        weights = self.score(h).squeeze(-1).masked_fill(~text_mask_BL, float("-inf")).softmax(-1).nan_to_num(0.0)
-        return self.proj((weights.unsqueeze(-1) * h).sum(1))

@@ -10,7 +10,7 @@ import torch
 from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG
-from bridge_stg.model.config import BackboneConfig, BridgeSTGConfig, DecoderConfig, SelectionConfig
+from bridge_stg.model.config import BackboneConfig, BridgeConfig, BridgeSTGConfig, DecoderConfig, SelectionConfig
 from bridge_stg.ops.boxes import paired_box_iou
 
 
@@ -39,7 +39,8 @@ def test_shapes_and_ranges(tiny_checkpoints, synthetic_samples, family):
 
 
 def test_gradients_reach_every_trainable_part_and_frozen_parts_stay(tiny_checkpoints, synthetic_samples):
-    model = make_model(tiny_checkpoints["qwen2_vl"])
+    model = make_model(tiny_checkpoints["qwen2_vl"], bridge=BridgeConfig(sentence=True))
+    assert model.sentence is not None and model.motion_text is not None
     batch = collate(model, synthetic_samples)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
