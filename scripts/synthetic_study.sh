@@ -14,7 +14,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 python scripts/pretrain.py hydra.run.dir="$STUDY_DIR/pretrain"  # once, before the two sweeps race for it
 
 python scripts/train.py -m "${COMMON[@]}" hydra.sweep.dir="$STUDY_DIR/part_a" \
-    experiment=synthetic,ablation/no_bridge,ablation/single_layer_bridge,ablation/no_token_selection,ablation/random_backbone &
+    experiment=synthetic,ablation/no_bridge,ablation/single_layer_bridge,ablation/no_token_selection,ablation/random_backbone,ablation/no_bridge_sentence &
 pid_a=$!
 python scripts/train.py -m "${COMMON[@]}" hydra.sweep.dir="$STUDY_DIR/part_b" \
     experiment=synthetic_coupled,ablation/no_negatives,ablation/no_contrastive,ablation/no_timestamps,ablation/no_motion_matching &

@@ -118,7 +118,7 @@ class PretrainSpec:
     vision_depth: int = 2
     vision_width: int = 32
     init_seed: int = 0
-    steps: int = 1500  # optimizer steps of batch_size fresh clips
+    steps: int = 1200  # optimizer steps of batch_size fresh clips
     batch_size: int = 16
     lr: float = 1.0e-3
     warmup_steps: int = 50

@@ -109,9 +109,11 @@ class BridgeSTG(nn.Module):
         query_Bd = self.bridge.pooled(queries)
         if self.text_pooling is not None:
             query_Bd = query_Bd + self.text_pooling(text_BLD, batch.query_mask)
-        motion_Bd = self.motion_text(text_BLD, batch.query_mask) if self.motion_text is not None else None
+        probes_BP2 = None
+        if self.motion_text is not None:
+            probes_BP2 = self.temporal_head.query_motion(self.motion_text(text_BLD, batch.query_mask))
         temporal_logits, chunk_BCd = self.temporal_head(frame_q_BCSD, batch.chunk_mask, pooled_BCd, position_BC2,
-                                                        query_Bd, motion_Bd)
+                                                        query_Bd, probes_BP2)
         frame_mask = batch.frame_mask
         span = self._span_for_context(temporal_logits, batch)
         frame_feat_BTd = chunk_BCd.repeat_interleave(FRAMES_PER_CHUNK, dim=1)[:, : frame_mask.shape[1]]
@@ -126,8 +128,8 @@ class BridgeSTG(nn.Module):
             frames, fmask = select_inference_frames(span, frame_mask, self.cfg.selection.inference_frames)
         out = self._decode(batch, queries, visual_BCVd, chunk_BCd, frame_feat_BTd, temporal_logits, frames, fmask,
                            backbone_out.lm_loss)
-        if motion_Bd is not None:
-            out.query_motion_B2 = self.temporal_head.query_motion(motion_Bd)[:, 0]
+        if probes_BP2 is not None:
+            out.query_motion_B2 = probes_BP2[:, 0]
         return out
 
     @staticmethod

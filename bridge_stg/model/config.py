@@ -45,7 +45,7 @@ class TemporalHeadConfig:
 class BridgeConfig:
     enabled: bool = True  # False: plain learnable decoder queries (the "no bridge" ablation)
     temporal_context: bool = True  # add the mean frame-query state inside the span (GT in training, predicted after)
-    sentence: bool = False  # add the attention-pooled sentence token states to every bridging query
+    sentence: bool = True  # add the attention-pooled sentence token states to every bridging query
 
 
 @dataclass(frozen=True)

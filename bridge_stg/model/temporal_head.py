@@ -54,11 +54,14 @@ class TemporalHead(nn.Module):
                 visual_BCd: torch.Tensor | None = None,
                 position_BC2: torch.Tensor | None = None,
                 query_Bd: torch.Tensor | None = None,
-                motion_query_Bd: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                motion_probes_BP2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits ``[B, 2C, 3]`` — start, end, inside per frame —, chunk features ``[B, C, d]``).
 
         ``position_BC2``: (x, y) in [0, 1] of the target in each chunk, for the position cue. ``query_Bd``: the pooled
-        bridging query, which modulates every chunk under ``query_conditioning``.
+        bridging query, which modulates every chunk under ``query_conditioning``. ``motion_probes_BP2``: the motion
+        directions the sentence predicts (:meth:`query_motion`), for motion matching; the caller computes them once
+        and also returns them, so that every use of the projection feeds the loss (a module output that is unused
+        on one rank desynchronises ZeRO-3's parameter gathering).
         """
         weights = self.layer_logits.softmax(0)
         x = self.proj(torch.einsum("bcsd,s->bcd", frame_query_BCSD, weights.to(frame_query_BCSD.dtype)).float())
@@ -71,8 +74,8 @@ class TemporalHead(nn.Module):
             cue_BC6 = self._displacements(position_BC2.float(), chunk_mask_BC)
             if self.position is not None:
                 x = x + self.position(cue_BC6)
-            if self.match is not None and motion_query_Bd is not None:
-                x = x + self.match_out(self._motion_match(cue_BC6, motion_query_Bd.float()))
+            if self.match is not None and motion_probes_BP2 is not None:
+                x = x + self.match_out(self._motion_match(cue_BC6, motion_probes_BP2))
         if self.query is not None and query_Bd is not None:
             scale, shift = self.query(query_Bd.float())[:, None].chunk(2, dim=-1)
             x = x * (1 + scale) + shift
@@ -89,13 +92,13 @@ class TemporalHead(nn.Module):
         ``query_motion`` loss supervises with the referred object's motion during the GT span."""
         return self.match(motion_query_Bd.float()).view(motion_query_Bd.shape[0], -1, 2)
 
-    def _motion_match(self, cue_BC6: torch.Tensor, query_Bd: torch.Tensor) -> torch.Tensor:
-        """``[B, C, P]``: the target's displacement across each chunk (previous to next) projected on P motion
-        directions the query predicts. One factor is measured, not learned, so the product trains from the first
-        step (a product of two learned factors, as FiLM, starts on a plateau)."""
+    @staticmethod
+    def _motion_match(cue_BC6: torch.Tensor, probes_BP2: torch.Tensor) -> torch.Tensor:
+        """``[B, C, P]``: the target's displacement across each chunk (previous to next) projected on the P motion
+        directions the query predicts (:meth:`query_motion`). One factor is measured, not learned, so the product
+        trains from the first step (a product of two learned factors, as FiLM, starts on a plateau)."""
         disp_BC2 = cue_BC6[..., 2:4] + cue_BC6[..., 4:6]
-        probes_BP2 = self.query_motion(query_Bd)
-        return torch.einsum("bcx,bpx->bcp", disp_BC2, probes_BP2)
+        return torch.einsum("bcx,bpx->bcp", disp_BC2, probes_BP2.float())
 
     @staticmethod
     def _displacements(position_BC2: torch.Tensor, chunk_mask_BC: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,7 @@ ABLATIONS = {
     "no_token_relevance": {"loss.token_relevance": 0.0},
     "no_motion_matching": {"model.temporal.motion_matching": False, "loss.query_motion": 0.0},
     "random_backbone": {"model.backbone.path": "runs/tiny_backbone"},
+    "no_bridge_sentence": {"model.bridge.sentence": False},
 }
 
 
