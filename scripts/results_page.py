@@ -51,7 +51,8 @@ FINAL_METRICS = Path("eval") / "final" / "metrics.json"
 LOSS_KEY = "loss/start_end"  # the temporal head's main term: whether it leaves the label prior
 EVAL_KEYS = {"eval/tiou": "m_tIoU", "eval/viou": "m_vIoU", "eval/gt_viou": "m_gt_vIoU (GT spans)"}
 BASELINE_STYLES = {BASELINES[0]: "tab:gray", BASELINES[1]: "black", SAMPLED_GT_SPAN: "tab:green"}
-ROW_NEUTRAL_OVERRIDES = ("train.seed", "experiment")  # the seed varies within a row; the experiment names it
+# the seed varies within a row; the experiment names it; the others change how a run logs, not what it learns
+ROW_NEUTRAL_OVERRIDES = ("train.seed", "experiment", "logging.progress", "logging.wandb")
 DEFAULT_REFERENCE = "synthetic"
 SEED_METRIC_LABELS = {"tiou": "m_tIoU", "viou": "m_vIoU", "gt_viou": "m_gt_vIoU"}  # plus vIoU@<threshold> columns
 DELTA_KEYS = ("tiou", "viou", "gt_viou")

@@ -285,6 +285,18 @@ def test_same_seed_twice(tmp_path: Path, synthetic_dir: Path, capsys: pytest.Cap
     assert "no row is named `synthetic`" in (out / "seeds.md").read_text()
 
 
+def test_logging_overrides_stay_in_the_row(tmp_path: Path, synthetic_dir: Path) -> None:
+    first = seed_job(tmp_path / "runs" / "first", "synthetic", 0, 0.4, 0.2, 0.5)
+    second = seed_job(tmp_path / "runs" / "second", "synthetic", 1, 0.5, 0.3, 0.6)
+    overrides = yaml.safe_load((second / ".hydra" / "overrides.yaml").read_text())
+    (second / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump([*overrides, "logging.progress=false", "logging.wandb=disabled"]))
+    out = tmp_path / "page"
+    assert results_page.main([str(first), str(second), "--synthetic-dir", str(synthetic_dir), "--out", str(out)]) == 0
+    rows = markdown_rows((out / "seeds.md").read_text())
+    assert list(rows) == ["synthetic"] and rows["synthetic"]["seeds"] == "2 (0, 1)"
+
+
 def test_seed_curves_average_seeds_evaluated_at_the_same_steps(seed_study: Path) -> None:
     groups = {group.name: group for group in results_page.seed_groups(results_page.read_runs([seed_study]))}
     [mean] = results_page.seed_curves(groups["synthetic"], results_page.eval_points("eval/tiou"))
