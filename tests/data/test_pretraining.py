@@ -76,3 +76,13 @@ def test_stream_is_deterministic_and_refuses_evaluation_splits():
     for split in ("val", "test"):
         with pytest.raises(ValueError, match="evaluation split"):
             PretrainStream(CFG, split, BUDGET)
+
+
+def test_no_pretraining_text_is_a_grounding_query():
+    """The backbone never reads the benchmark's sentences: its requests name objects, its captions motions and cells,
+    and no text of theirs contains a referring query of any split (a query is the target plus its direction)."""
+    stream = PretrainStream(CFG, "pretrain", BUDGET)
+    texts = [" ".join([sample.request, *sample.chunk_texts]) for sample in (stream[i] for i in range(24))]
+    queries = {make_scene(CFG, split, i).query for split in ("train", "test") for i in range(24)}
+    assert all(sample_text.startswith("track the ") for sample_text in texts)
+    assert not [(q, t) for q in queries for t in texts if q in t]
