@@ -3,7 +3,7 @@
 # three seeds at equal budgets from the same pretrained tiny backbone (built once by the first run, reused by all),
 # as two Hydra multiruns side by side (one CPU thread each; on a machine with more cores raise OMP_NUM_THREADS),
 # then the results page with mean ± std per row and the differences from Bridge-STG that exceed the seed noise.
-#   bash scripts/synthetic_study.sh [STUDY_DIR] [STEPS]   (default runs/study, 600 steps: about 70 min on 2 cores)
+#   bash scripts/synthetic_study.sh [STUDY_DIR] [STEPS]   (default runs/study, 600 steps: about 75 min on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDY_DIR=${1:-runs/study}
