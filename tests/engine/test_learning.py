@@ -1,6 +1,6 @@
 """A short version of the synthetic study (docs/results.md): the main job from its pretrained tiny backbone, trained
 for a few minutes on CPU, must beat the whole clip with a centred mean-size box, scored by the same evaluator, on
-both halves: m_tIoU by 10 points and m_vIoU by 3x. Slow (about 10 minutes on 2 cores, building the pretrained
+both halves: m_tIoU by 10 points and m_vIoU by 3x. Slow (12.5 minutes alone on 2 cores, building the pretrained
 backbone included): ``-m slow``."""
 
 from __future__ import annotations
