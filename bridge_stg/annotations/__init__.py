@@ -8,13 +8,14 @@ formats with the ``write_*`` functions (a written file reads back into equal rec
 from bridge_stg.annotations.errors import AnnotationError
 from bridge_stg.annotations.hcstvg import write_hcstvg, write_hcstvg_queries
 from bridge_stg.annotations.load import DATASETS, detect_format, load_annotations
-from bridge_stg.annotations.report import DroppedEntry, LoadReport
+from bridge_stg.annotations.report import DroppedEntry, FlaggedEntry, LoadReport
 from bridge_stg.annotations.vidstg import group_vidstg_items, write_tubedetr_vidstg, write_vidstg_official
 
 __all__ = [
     "DATASETS",
     "AnnotationError",
     "DroppedEntry",
+    "FlaggedEntry",
     "LoadReport",
     "detect_format",
     "group_vidstg_items",

@@ -6,7 +6,9 @@ skipped keys. ``st_frame`` is 1-based: the tube is ``[st_frame - 1, st_frame - 1
 frame ids and ``bbox[i]`` (``xywh``) lies on frame ``st_frame - 1 + i``; records keep
 ``annotation_frame_base=1`` and ``source_tube_end="inclusive"`` so protocols can reproduce evaluators that
 read the numbers literally. HC-STVG clips last 20 s, and no file states the frame rate: ``fps = img_num / 20``
-as in the reference evaluator. The segment is the whole clip ``[0, img_num)``.
+as in the reference evaluator. The segment is the whole clip ``[0, img_num)``. ``st_time``/``ed_time`` do not
+enter the records: reversed times are an error, and an ``ed_time`` that does not end the tube the boxes span
+(within :data:`TUBE_END_TOLERANCE`) is a ``box_count`` warning of the load report.
 
 The query file (``{video_name: caption}``) has no ground truth and no video facts: records get ``tube=None``,
 no boxes, and ``frame_count=0``, ``fps=0.0``, ``width=height=0``, ``segment=(0, 0)`` -- unknown until the
@@ -24,8 +26,10 @@ import numpy as np
 
 from bridge_stg.annotations.errors import Where, duplicate_id_error
 from bridge_stg.annotations.parsing import (
+    get_float,
     get_int,
     get_list,
+    get_sentence,
     get_str,
     number_rows,
     read_only,
@@ -39,6 +43,11 @@ from bridge_stg.structures import SentenceRecord
 
 CLIP_SECONDS = 20.0
 V2_KEYS = ("img_size", "English")
+# ed_time * fps may mark the tube's exclusive end or its last frame, and the release rounds its times: an ed_time
+# within [end - 1 - tolerance, end + tolerance] frames agrees with a tube [start, end) of len(bbox) frames.
+TUBE_END_TOLERANCE = 0.5
+BOX_COUNT_FIX = ("give bbox one box per tube frame, from st_frame to the frame of ed_time (the tube is read from "
+                 "the boxes), or correct ed_time")
 
 
 def is_v2_entry(entry: dict) -> bool:
@@ -74,21 +83,22 @@ def read_hcstvg_official(
     """Add a record per key of an official HC-STVG ``version`` (1 or 2) file to ``collect``."""
     for index, (name, entry) in enumerate(data.items()):
         where = Where(path, index, video_stem(name), (index,))
-        collect.entry(where, _official_record, name, entry, where, dataset, version, box_margin)
+        collect.entry(where, _official_record, name, entry, where, dataset, version, box_margin, collect)
 
 
 def _official_record(
-    name: str, entry: Any, where: Where, dataset: str, version: int, box_margin: float
+    name: str, entry: Any, where: Where, dataset: str, version: int, box_margin: float, collect: Collector
 ) -> SentenceRecord:
     if not isinstance(entry, dict):
         raise where.error("<entry>", f"expected a JSON object, got {type(entry).__name__}")
     img_num = get_int(entry, "img_num", where)
+    times = _times(entry, where, "st_time", "ed_time")
     if version == 2:
-        query = get_str(entry, "English", where)
+        query = get_sentence(entry, "English", where)
         height, width = _img_size(entry, where)
         size_fields = {"width": "img_size[1]", "height": "img_size[0]"}
     else:
-        query = get_str(entry, "caption", where)
+        query = get_sentence(entry, "caption", where)
         width, height = get_int(entry, "width", where), get_int(entry, "height", where)
         size_fields = {}
     tube_start = get_int(entry, "st_frame", where) - 1
@@ -113,7 +123,33 @@ def _official_record(
     fields = SourceFields(segment="img_num", tube="st_frame/bbox", boxes=_list_field("bbox"), fps="img_num",
                           frame_count="img_num", **size_fields)
     check_record(rec, where, fields, box_margin=box_margin)
+    if times is not None:
+        _flag_box_count(rec, times[1], where, collect)
     return rec
+
+
+def _times(entry: dict, where: Where, start_key: str, end_key: str) -> tuple[float, float] | None:
+    """(start, end) seconds of an entry that states both (None otherwise); reversed times are an error."""
+    if start_key not in entry or end_key not in entry:
+        return None
+    start, end = get_float(entry, start_key, where), get_float(entry, end_key, where)
+    if start > end:
+        raise where.error(f"{start_key}/{end_key}", f"{start_key} {start:g} s is after {end_key} {end:g} s: the "
+                                                    "entry's times are reversed")
+    return start, end
+
+
+def _flag_box_count(rec: SentenceRecord, ed_time: float, where: Where, collect: Collector) -> None:
+    """Warn when ``ed_time`` does not end the tube that the boxes span (see :data:`TUBE_END_TOLERANCE`)."""
+    assert rec.tube is not None
+    start, end = rec.tube
+    ed_frame = ed_time * rec.fps
+    if end - 1 - TUBE_END_TOLERANCE <= ed_frame <= end + TUBE_END_TOLERANCE:
+        return
+    what = "boxes are missing" if ed_frame > end else "boxes lie past ed_time"
+    collect.warn(where, "box_count", "bbox",
+                 f"{end - start} boxes make the tube frames [{start}, {end}), but ed_time {ed_time:g} s is frame "
+                 f"{ed_frame:.1f} at {rec.fps:g} fps: {what}", BOX_COUNT_FIX)
 
 
 def _img_size(entry: dict, where: Where) -> tuple[int, int]:
@@ -185,6 +221,7 @@ def _proc_record(
     if sentence_id in seen:
         raise duplicate_id_error(where, sentence_id, seen[sentence_id])
     frame_count = get_int(entry, "frame_count", where)
+    _times(entry, where, "tube_start_time", "tube_end_time")
     tube = (get_int(entry, "tube_start_frame", where) - 1, get_int(entry, "tube_end_frame", where) - 1)
     frame_ids, boxes = _boxes_on_tube(get_list(entry, "trajectory", where), tube[0], where, "trajectory")
     if len(boxes) != tube[1] - tube[0] and tube[1] > tube[0]:
@@ -201,7 +238,7 @@ def _proc_record(
         height=get_int(entry, "height", where),
         segment=(0, frame_count),
         tube=tube,
-        query=get_str(entry, "caption", where),
+        query=get_sentence(entry, "caption", where),
         box_frame_ids=frame_ids,
         boxes_xyxy_px=boxes,
         annotation_frame_base=1,

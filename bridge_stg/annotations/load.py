@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from bridge_stg.annotations.report import Collector, LoadReport
 from bridge_stg.annotations.validate import DEFAULT_BOX_MARGIN
 from bridge_stg.structures import SentenceRecord
 
+log = logging.getLogger(__name__)
 DATASETS = ("vidstg", "hcstvg_v1", "hcstvg_v2")
 FORMATS = {
     "vidstg_official": "vidstg",
@@ -41,7 +43,9 @@ def load_annotations(
     carry no boxes. ``exclude_videos`` drops entries by file name (``10__Gvp-cj3bmIY.mp4``) or bare video id.
     ``skip_invalid`` turns each entry's :class:`AnnotationError` into a skip listed in the report; otherwise
     the first one is raised. ``box_margin`` is the fraction of the frame size a box may extend beyond the
-    frame. Skipping never renumbers: records keep the sentence ids they have in the full file.
+    frame. Skipping never renumbers: records keep the sentence ids they have in the full file. Suspect but valid
+    sentences (repeated ones, HC-STVG boxes that do not span ``st_time``..``ed_time``) are kept, listed in
+    ``report.warnings`` and counted in one logged warning.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset '{dataset}'; choose one of {list(DATASETS)}")
@@ -58,7 +62,11 @@ def load_annotations(
     report = LoadReport(path=path, dataset=dataset, file_format=file_format, has_boxes=has_boxes)
     collect = Collector(report, VideoFilter(tuple(exclude_videos)), skip_invalid)
     _read(file_format, data, path, collect, dataset, vidor_dir, box_margin)
-    return collect.finish()
+    records, report = collect.finish()
+    if report.warnings:
+        log.warning("%s: %d annotation warnings (%s), sentences kept; LoadReport.summary() lists them", path,
+                    len(report.warnings), report.warning_counts())
+    return records, report
 
 
 def _read(

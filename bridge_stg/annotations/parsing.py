@@ -74,6 +74,14 @@ def get_str(obj: Any, key: str, where: Where, prefix: str = "") -> str:
     return value
 
 
+def get_sentence(obj: Any, key: str, where: Where, prefix: str = "") -> str:
+    """A referring sentence: a string with at least one non-blank character (an empty query grounds nothing)."""
+    value = get_str(obj, key, where, prefix)
+    if not value.strip():
+        raise where.error(prefix + key, f"empty sentence {value!r}: a query needs words to ground")
+    return value
+
+
 def get_list(obj: Any, key: str, where: Where, prefix: str = "") -> list:
     value = get_field(obj, key, where, prefix)
     if not isinstance(value, list):

@@ -30,6 +30,7 @@ from bridge_stg.annotations.parsing import (
     get_float,
     get_int,
     get_list,
+    get_sentence,
     get_str,
     number_rows,
     read_json,
@@ -190,7 +191,7 @@ def read_vidstg_official(
             sw = where.sentence(sentence_id)
             rec = collect.attempt(sw, _sentence_record, parsed, list_name, kind, sentence, sw, box_margin)
             if rec is not None:
-                collect.add(rec)
+                collect.add(rec, sw)
 
 
 def _count_sentences(item: Any) -> int:
@@ -228,7 +229,7 @@ def _sentence_record(
     item: _Item, list_name: str, kind: SentenceType, sentence: Any, where: Where, box_margin: float
 ) -> SentenceRecord:
     prefix = list_name + "."
-    query = get_str(sentence, "description", where, prefix)
+    query = get_sentence(sentence, "description", where, prefix)
     target_id = get_int(sentence, "target_id", where, prefix)
     frame_ids, boxes = _EMPTY_TRACK
     video_path = f"{item.vid}.mp4"
@@ -320,7 +321,7 @@ def _tubedetr_record(
         height=get_int(video, "height", where),
         segment=(get_int(video, "start_frame", where), get_int(video, "end_frame", where) + 1),
         tube=(get_int(video, "tube_start_frame", where), get_int(video, "tube_end_frame", where)),
-        query=get_str(video, "caption", where),
+        query=get_sentence(video, "caption", where),
         sentence_type=qtype,
         target_id=target_id,
         box_frame_ids=frame_ids,

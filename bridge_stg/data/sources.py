@@ -62,6 +62,9 @@ def read_referring_jsonl(path: str | Path, dataset: str = "refcoco") -> list[Sen
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{path}:{n}: expected an object with image, bbox [x, y, w, h], sentence, width, "
                              f"height ({err!r})") from None
+        if not sentence.strip():
+            raise ValueError(f"{path}:{n} ({image}): empty sentence {sentence!r}: a query needs words to ground; "
+                             "correct or remove the line")
         if w <= 0 or h <= 0 or not np.isfinite([x, y, w, h]).all():
             raise ValueError(f"{path}:{n} ({image}): bbox {item['bbox']} must have positive finite width and height")
         records.append(SentenceRecord(

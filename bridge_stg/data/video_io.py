@@ -6,7 +6,8 @@ presentation order. Two backends, each with one decode thread (data-loader worke
 frame; the authority when decord fails). ``backend="auto"`` tries decord and hands the call to PyAV on any decord
 failure (cannot import, cannot open, a frame beyond decord's count, a decode error), because decord's frame count is
 read from the container and can be off by a few frames. PyAV counts as decodable the frames before the first decode
-error (a truncated file ends there).
+error (a truncated file ends there). :func:`verify_frames` decodes every frame up to a given one, as PyAV would
+(``bridge-stg-data check --deep``).
 
 A failed read raises :class:`VideoReadError` naming the file, what was asked, what the file holds and the fix; frames
 are never substituted and a read never returns fewer frames than requested.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,9 +26,10 @@ from typing import Any, Literal
 import numpy as np
 
 Backend = Literal["auto", "decord", "pyav"]
-Reason = Literal["missing", "unreadable", "too_short"]
+Reason = Literal["missing", "unreadable", "too_short", "corrupt"]
 BACKENDS: tuple[str, ...] = ("auto", "decord", "pyav")
-SKIP_FIX = "or pass skip_bad_videos=true to skip such samples"
+SKIP_OVERRIDE = "data.skip_bad_videos=true"  # the training / evaluation override (a key of configs/data/*.yaml)
+SKIP_FIX = f"or pass {SKIP_OVERRIDE} to skip such samples"
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,11 @@ class VideoInfo:
 
 class VideoReadError(RuntimeError):
     """A video that cannot serve a request: ``reason`` is ``"missing"`` (no such file), ``"unreadable"`` (the
-    container cannot be opened or no frame decodes) or ``"too_short"`` (a requested frame lies beyond the decodable
-    frames). ``requested_max`` is the largest requested frame id, ``actual_frame_count`` the frames the file holds
-    (decodable frames when known) and ``expected_frame_count`` the annotation's count, each ``None`` when unknown.
+    container cannot be opened or no frame decodes), ``"too_short"`` (a requested frame lies beyond the decodable
+    frames) or, from :func:`verify_frames` only, ``"corrupt"`` (a frame before the last requested one fails to
+    decode). ``requested_max`` is the largest requested frame id, ``actual_frame_count`` the frames the file holds
+    (decodable frames when known: for ``"corrupt"`` the frames before the failing one) and ``expected_frame_count``
+    the annotation's count, each ``None`` when unknown.
     """
 
     def __init__(
@@ -84,6 +88,10 @@ class VideoReadError(RuntimeError):
             return (f"{self.path}: the video cannot be opened or decoded{_paren(self.detail)}; the file is corrupt "
                     f"or not a video: re-download or re-encode it, {SKIP_FIX}")
         said = "" if self.expected_frame_count is None else f" (annotation says {self.expected_frame_count} frames)"
+        if self.reason == "corrupt":
+            return (f"{self.path}: frame {self.actual_frame_count} fails to decode{_paren(self.detail)}, so frames "
+                    f"from it on cannot be read, but frames up to {self.requested_max} are needed{said}; the file is "
+                    f"damaged: re-download or re-encode it, {SKIP_FIX}")
         text = (f"{self.path}: frame {self.requested_max} requested but the video has {self.actual_frame_count} "
                 f"decodable frames{said}")
         if self.expected_frame_count is not None and self.expected_frame_count > (self.actual_frame_count or 0):
@@ -140,6 +148,25 @@ def read_frames(
                        requested_max=int(unique[-1]), expected=expected_frame_count)
     assert frames.shape[0] == len(unique) and frames.dtype == np.uint8, (frames.shape, frames.dtype)
     return frames[inverse.reshape(-1)]
+
+
+def verify_frames(path: Path | str, num_frames: int, expected_frame_count: int | None = None) -> None:
+    """Decode every frame ``[0, num_frames)`` of ``path`` in order with PyAV, keeping none: the frames a read up
+    to frame ``num_frames - 1`` may meet (PyAV decodes them all; decord's random access hands any failure to PyAV
+    under ``"auto"``). A file with damage in its middle passes :func:`read_frames` of its last frame through decord
+    and fails here.
+
+    Raises :class:`VideoReadError`: ``"missing"``, ``"unreadable"`` (no frame decodes), ``"corrupt"`` (a frame
+    before ``num_frames`` fails to decode) or ``"too_short"`` (the stream ends before ``num_frames``).
+    ``expected_frame_count`` only enters the message.
+    """
+    if num_frames < 0:
+        raise ValueError(f"num_frames must be >= 0, got {num_frames}")
+    path = _require_file(path, "pyav")
+    try:
+        _pyav_verify(path, num_frames)
+    except _Failure as failure:
+        raise _as_error(path, failure, num_frames - 1, expected_frame_count) from None
 
 
 def write_video(path: Path | str, frames: np.ndarray, fps: float, codec: str = "libx264") -> None:
@@ -288,9 +315,10 @@ def _pyav_open(path: Path) -> Any:
     return container
 
 
-def _decoded_frames(container: Any) -> Iterator[Any]:
+def _decoded_frames(container: Any) -> Generator[Any, None, str | None]:
     """Decoded frames of the first video stream in presentation order, ending at the stream's end or at the first
-    decode error (what lies after it counts as not decodable)."""
+    decode error (what lies after it counts as not decodable); the generator returns that error's text (None at
+    the stream's end)."""
     import av
 
     stream = container.streams.video[0]
@@ -300,9 +328,9 @@ def _decoded_frames(container: Any) -> Iterator[Any]:
             packet = next(packets)
             frames = packet.decode()
         except StopIteration:
-            return
-        except (av.error.FFmpegError, ValueError):
-            return
+            return None
+        except (av.error.FFmpegError, ValueError) as exc:
+            return f"PyAV: {_first_line(exc)}"
         yield from frames
 
 
@@ -345,3 +373,22 @@ def _pyav_read(path: Path, ids: np.ndarray) -> np.ndarray:
     if count == 0:
         raise _Failure("unreadable", "PyAV decodes no frame", 0)
     raise _Failure("too_short", "", count)
+
+
+def _pyav_verify(path: Path, num_frames: int) -> None:
+    """Decode frames ``[0, num_frames)`` without converting them; a :class:`_Failure` names what stopped it."""
+    count, error = 0, None
+    with _pyav_open(path) as container:
+        frames = _decoded_frames(container)
+        while count < num_frames:
+            try:
+                next(frames)
+            except StopIteration as end:
+                error = end.value
+                break
+            count += 1
+    if count == num_frames:
+        return
+    if count == 0:
+        raise _Failure("unreadable", error or "PyAV decodes no frame", 0)
+    raise _Failure("corrupt" if error else "too_short", error or "", count)

@@ -26,6 +26,9 @@ def test_vidstg_val_sentence_file():
     assert [r.sentence_id for r in records] == list(range(8956))
     assert len({r.video_id for r in records}) == 602
     assert (report.num_entries, report.num_records, report.skipped, report.excluded) == (3996, 8956, [], [])
+    # the release repeats 215 sentences across items (same video, target, segment, tube and text): the reference
+    # evaluators count every copy, so they are kept and flagged
+    assert Counter(w.kind for w in report.warnings) == {"duplicate": 215}
     first = records[0]  # item 0 of the file: vid 10712559773, one question then one caption
     assert (first.video_id, first.sentence_type, first.target_id) == ("10712559773", "interrogative", 2)
     assert first.segment == (496, 596) and first.tube == (510, 556)

@@ -60,6 +60,10 @@ VIDSTG_CASES = [
          edit_items=lambda items: _set(items[1], "captions.0.target_id", "0")),
     Case("missing description", "questions[1].description", "sentence 1", "1001", "missing key",
          edit_items=lambda items: items[0]["questions"][1].pop("description")),
+    Case("blank description", "questions[1].description", "sentence 1", "1001", "empty sentence",
+         edit_items=lambda items: _set(items[0], "questions.1.description", " \t ")),
+    Case("empty caption", "captions[0].description", "sentence 3", "1002", "empty sentence",
+         edit_items=lambda items: _set(items[1], "captions.0.description", "")),
     Case("segment end before start", "used_segment", "sentence 0", "1001", "end before start",
          edit_items=lambda items: _set(items[0], "used_segment.end_fid", 0)),
     Case("tube end before start", "temporal_gt", "sentence 0", "1001", "end before start",
@@ -147,6 +151,11 @@ HCSTVG_CASES = [
          _hcstvg_edit(0, "st_frame", 99)),
     Case("empty tube", "st_frame/bbox", "sentence 1", V1, "empty span", _hcstvg_edit(1, "bbox", [])),
     Case("no frames", "img_num", "sentence 1", V1, "not positive", _hcstvg_edit(1, "img_num", 0)),
+    Case("reversed times", "st_time/ed_time", "sentence 0", V0, "st_time 2 s is after ed_time 1.3 s",
+         _hcstvg_edit(0, "st_time", 2.0)),
+    Case("time not a number", "ed_time", "sentence 1", V1, "expected a number", _hcstvg_edit(1, "ed_time", "0.5")),
+    Case("empty caption", "caption", "sentence 1", V1, "empty sentence", _hcstvg_edit(1, "caption", "")),
+    Case("blank caption", "caption", "sentence 0", V0, "empty sentence", _hcstvg_edit(0, "caption", " \n ")),
 ]
 
 
@@ -169,6 +178,15 @@ def test_hcstvg_v2_img_size(write_json):
     _assert_names(info.value, path, Case("", "img_size", "sentence 1", V1, "expected [height, width]"))
 
 
+def test_hcstvg_v2_blank_sentence(write_json):
+    data = hcstvg_v2()
+    data[V0 + ".mp4"]["English"] = "   "
+    path = write_json("val_v2.json", data)
+    with pytest.raises(AnnotationError) as info:
+        load_annotations(path, "hcstvg_v2")
+    _assert_names(info.value, path, Case("", "English", "sentence 0", V0, "empty sentence"))
+
+
 def test_query_file_wrong_type(write_json):
     path = write_json("query_v2.json", {**HCSTVG_QUERIES, "9_x.mp4": 5})
     with pytest.raises(AnnotationError) as info:
@@ -176,22 +194,43 @@ def test_query_file_wrong_type(write_json):
     _assert_names(info.value, path, Case("", "caption", "sentence 2", "9_x", "expected the caption string"))
 
 
-def test_tubedetr_vidstg_missing_track(write_json):
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("target_id", 9, Case("", "trajectories['1001']['9']", "sentence 3", "1001", "no boxes")),
+    ("video_id", 7, Case("", "video_id", "sentence 7", "1001", "duplicate sentence id 7")),
+    ("caption", " ", Case("", "caption", "sentence 3", "1001", "empty sentence")),
+], ids=["missing_track", "duplicate_id", "blank_caption"])
+def test_tubedetr_vidstg_bad_sentence_entry(write_json, field, value, expected):
     data = tubedetr_vidstg()
-    data["videos"][1]["target_id"] = 9
+    data["videos"][1][field] = value
     path = write_json("val.json", data)
     with pytest.raises(AnnotationError) as info:
         load_annotations(path, "vidstg")
-    _assert_names(info.value, path, Case("", "trajectories['1001']['9']", "sentence 3", "1001", "no boxes"))
+    _assert_names(info.value, path, expected)
 
 
-def test_tubedetr_vidstg_duplicate_id(write_json):
+def test_tubedetr_vidstg_tube_frame_without_box(write_json):
     data = tubedetr_vidstg()
-    data["videos"][1]["video_id"] = 7
+    del data["trajectories"]["1001"]["2"]["6"]  # target 2 (sentence 3): one box fewer than its tube [4, 9)
     path = write_json("val.json", data)
     with pytest.raises(AnnotationError) as info:
         load_annotations(path, "vidstg")
-    _assert_names(info.value, path, Case("", "video_id", "sentence 7", "1001", "duplicate sentence id 7"))
+    expected = Case("", "trajectories['1001']['2']['6'].bbox", "sentence 3", "1001", "no box of target 2 on 1 of")
+    _assert_names(info.value, path, expected)
+
+
+@pytest.mark.parametrize(("edit", "field", "problem"), [
+    ({"caption": ""}, "caption", "empty sentence"),
+    ({"tube_start_time": 2.0, "tube_end_time": 1.0}, "tube_start_time/tube_end_time", "is after tube_end_time"),
+    ({"tube_start_frame": 7, "tube_end_frame": 5, "trajectory": []}, "tube_start_frame/tube_end_frame",
+     "end before start"),
+])
+def test_tubedetr_hcstvg_sentence_and_tube_order(write_json, edit, field, problem):
+    data = hcstvg_proc()
+    data[0].update(edit)
+    path = write_json("test_proc.json", data)
+    with pytest.raises(AnnotationError) as info:
+        load_annotations(path, "hcstvg_v1")
+    _assert_names(info.value, path, Case("", field, "sentence 0", V0, problem))
 
 
 def test_tubedetr_hcstvg_trajectory_length(write_json):
@@ -309,3 +348,86 @@ def test_annotation_error_pickles():
                             fix="x")
     again = pickle.loads(pickle.dumps(error))
     assert str(again) == str(error) and again.field == "fps" and again.sentence_ids == (3,)
+
+
+def test_skip_invalid_counts_blank_sentences_and_reversed_times(vidstg_files, write_json):
+    path, vidor = vidstg_files(edit_items=lambda items: _set(items[0], "captions.0.description", ""))
+    records, report = load_annotations(path, "vidstg", vidor_dir=vidor, skip_invalid=True)
+    assert [r.sentence_id for r in records] == [0, 1, 3]
+    assert [(e.entry, e.video_id, e.sentence_ids) for e in report.skipped] == [(0, "1001", (2,))]
+    assert "captions[0].description" in report.skipped[0].reason and "empty sentence" in report.skipped[0].reason
+    data = copy.deepcopy(HCSTVG_V1)
+    data[V1 + ".mkv"]["ed_time"] = -1.0
+    records, report = load_annotations(write_json("test.json", data), "hcstvg_v1", skip_invalid=True)
+    assert [r.sentence_id for r in records] == [0] and report.num_skipped_sentences == 1
+    assert "st_time 0 s is after ed_time -1 s" in report.summary()
+
+
+# ------------------------------------------------------------------ warnings: kept, counted, never silent
+
+
+def test_hcstvg_box_count_against_ed_time_is_a_counted_warning(write_json, caplog):
+    data = copy.deepcopy(HCSTVG_V1)
+    data[V0 + ".mp4"]["ed_time"] = 1.4  # the tube's exclusive end: frame 7 = st_frame - 1 + 3 boxes, at 5 fps
+    assert load_annotations(write_json("whole.json", data), "hcstvg_v1")[1].warnings == []
+    data[V0 + ".mp4"]["bbox"].pop()  # one box fewer than the frames of the tube
+    path = write_json("test.json", data)
+    records, report = load_annotations(path, "hcstvg_v1")
+    assert [r.tube for r in records] == [(4, 6), (0, 2)]  # kept, as the boxes say
+    [warning] = report.warnings
+    assert (warning.kind, warning.entry, warning.video_id, warning.sentence_ids) == ("box_count", 0, V0, (0,))
+    message = warning.message
+    assert message.startswith(f"{path}: sentence 0 (video '{V0}', entry 0): field 'bbox': ")
+    assert "2 boxes make the tube frames [4, 6), but ed_time 1.4 s is frame 7.0 at 5 fps: boxes are missing" in (
+        message)
+    assert "Fix: give bbox one box per tube frame" in message
+    assert "1 warnings (1 box_count), sentences kept" in report.summary() and message in report.summary()
+    assert f"{path}: 1 annotation warnings (1 box_count)" in caplog.text
+
+
+@pytest.mark.parametrize("ed_time", [1.2, 1.3, 1.4])
+def test_hcstvg_ed_time_may_mark_the_last_tube_frame_or_the_end(write_json, ed_time):
+    data = copy.deepcopy(HCSTVG_V1)  # tube frames [4, 7) at 5 fps: last frame 1.2 s, end 1.4 s
+    data[V0 + ".mp4"]["ed_time"] = ed_time
+    assert load_annotations(write_json("test.json", data), "hcstvg_v1")[1].warnings == []
+    data[V0 + ".mp4"]["ed_time"] = 2.0
+    [warning] = load_annotations(write_json("test.json", data), "hcstvg_v1")[1].warnings
+    assert "ed_time 2 s is frame 10.0 at 5 fps: boxes are missing" in warning.message
+    data[V0 + ".mp4"]["ed_time"] = 0.8
+    [warning] = load_annotations(write_json("test.json", data), "hcstvg_v1")[1].warnings
+    assert "ed_time 0.8 s is frame 4.0 at 5 fps: boxes lie past ed_time" in warning.message
+
+
+def test_duplicated_vidstg_entry_is_a_counted_warning(vidstg_files):
+    def repeat(items: list) -> None:
+        items.append(copy.deepcopy(items[1]))  # item 2 = item 1: sentence 4 repeats sentence 3
+        items[0]["questions"].append({**items[0]["questions"][0], "description": "Who  watches the DOG?"})
+        items[0]["captions"].append({**items[0]["questions"][0], "target_id": 2})  # another target: no repeat
+
+    path, vidor = vidstg_files(edit_items=repeat)
+    records, report = load_annotations(path, "vidstg", vidor_dir=vidor)
+    assert len(records) == 7 and report.skipped == []
+    flagged = [(w.kind, w.entry, w.video_id, w.sentence_ids) for w in report.warnings]
+    assert flagged == [("duplicate", 0, "1001", (2,)), ("duplicate", 2, "1002", (6,))]
+    assert report.warnings[0].message.startswith(f"{path}: sentence 2 (video '1001', entry 0): field '<sentence>': "
+                                                 "repeats sentence 0 (entry 0)")
+    message = report.warnings[1].message
+    assert f"{path}: sentence 6 (video '1002', entry 2)" in message and "repeats sentence 5 (entry 1)" in message
+    assert "'a child runs.'" in message and "Fix: keep one copy" in message
+    assert "2 warnings (2 duplicate)" in report.summary()
+
+
+def test_duplicated_tubedetr_vidstg_sentence_is_a_counted_warning(write_json):
+    data = tubedetr_vidstg()
+    data["videos"].append({**data["videos"][0], "video_id": 8})
+    records, report = load_annotations(write_json("val.json", data), "vidstg")
+    assert [r.sentence_id for r in records] == [7, 3, 8]
+    assert [(w.kind, w.sentence_ids) for w in report.warnings] == [("duplicate", (8,))]
+    assert "repeats sentence 7 (entry 0)" in report.warnings[0].message
+
+
+def test_warnings_are_not_skipped_by_skip_invalid(vidstg_files):
+    path, vidor = vidstg_files(edit_items=lambda items: items.append(copy.deepcopy(items[1])))
+    records, report = load_annotations(path, "vidstg", vidor_dir=vidor, skip_invalid=True)
+    assert [r.sentence_id for r in records] == [0, 1, 2, 3, 4] and report.skipped == []
+    assert [w.sentence_ids for w in report.warnings] == [(4,)]

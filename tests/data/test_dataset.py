@@ -107,6 +107,10 @@ def test_referring_expressions_are_two_frame_images_without_span(tmp_path):
     s = GroundingDataset(recs, tmp_path, FrameBudget(), source="refcoco")[0]
     assert s.task == "image" and s.span is None and s.frames.shape[0] == 2 and s.box_mask.all()
     np.testing.assert_allclose(s.boxes_cxcywh01[0], [28 / 80, 21 / 60, 40 / 80, 30 / 60], rtol=1e-6)
+    (tmp_path / "blank.jsonl").write_text(json.dumps(
+        {"image": "img.jpg", "bbox": [8, 6, 40, 30], "sentence": " ", "width": 80, "height": 60}) + "\n")
+    with pytest.raises(ValueError, match=r"blank.jsonl:1 \(img.jpg\): empty sentence"):
+        read_referring_jsonl(tmp_path / "blank.jsonl")
 
 
 class _Constant:
