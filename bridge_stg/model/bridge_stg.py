@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from bridge_stg.integrity import MANIFEST, load_safetensors, read_json, verify_manifest, write_manifest
 from bridge_stg.model.bridge import SemanticBridge
 from bridge_stg.model.config import (
     BackboneConfig,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # the model reads a collated batch but does not depend on the
 
 CONFIG_FILE = "bridge_stg_config.json"
 HEADS_FILE = "heads.safetensors"
+VERIFY_OPT_OUT = "pass verify_checkpoint=false to scripts/evaluate.py (from_pretrained(..., verify=False))"
 
 
 def _gather_positions(states_BLD: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -225,20 +227,26 @@ class BridgeSTG(nn.Module):
         return {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """One directory: the config, the new modules (safetensors) and the backbone (its LoRA adapter or weights)."""
+        """One directory: the config, the new modules (safetensors), the backbone (its LoRA adapter or weights) and
+        ``manifest.json`` (sizes and hashes of them all, checked by :meth:`from_pretrained`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        (directory / MANIFEST).unlink(missing_ok=True)  # a half-written save must not carry an old manifest
         (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
         save_file(self.head_state_dict(), str(directory / HEADS_FILE))
         self.backbone.save(directory / "backbone")
+        write_manifest(directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, backbone_path: str | None = None) -> BridgeSTG:
-        """Load a saved model for inference or further training (no training config needed; never unpickles)."""
+    def from_pretrained(cls, directory: str | Path, backbone_path: str | None = None, verify: bool = True) -> BridgeSTG:
+        """Load a saved model for inference or further training (no training config needed; never unpickles).
+        Its manifest is verified first; ``verify=False`` skips that (a damaged file may then load silently)."""
         directory = Path(directory)
         if not (directory / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{directory} is not a saved Bridge-STG model (no {CONFIG_FILE})")
-        cfg = config_from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+        if verify:
+            verify_manifest(directory, "saved model", VERIFY_OPT_OUT)
+        cfg = config_from_dict(read_json(directory / CONFIG_FILE))
         if backbone_path is not None:
             cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, path=backbone_path))
         layers = list(cfg.backbone_layers) + [cfg.selection.feature_layer]
@@ -246,7 +254,7 @@ class BridgeSTG(nn.Module):
         backbone = MLLMBackbone.load(directory / "backbone", cfg.backbone if backbone_path else None, layers=layers,
                                      tokens=tokens)
         model = cls(cfg, backbone=backbone)
-        missing, unexpected = model.load_state_dict(load_file(str(directory / HEADS_FILE)), strict=False)
+        missing, unexpected = model.load_state_dict(load_safetensors(directory / HEADS_FILE), strict=False)
         missing = [k for k in missing if not k.startswith("backbone.")]
         if missing or unexpected:
             raise ValueError(f"{directory / HEADS_FILE} does not match the config: missing {missing[:5]}, "

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge_stg.model.bridge_stg import config_from_dict
+from bridge_stg.integrity import MANIFEST, read_json, verify_manifest, write_manifest
+from bridge_stg.model.bridge_stg import VERIFY_OPT_OUT, config_from_dict
 from bridge_stg.model.config import BridgeSTGConfig
 from bridge_stg.model.mllm import IGNORE_INDEX, MLLMBackbone
 from bridge_stg.text.answers import max_answer_chars, parse_answer
@@ -109,16 +110,22 @@ class CoupledBaseline(nn.Module):
         """``coupled_config.json`` (the :class:`BridgeSTGConfig`, ``kind="coupled"``) and ``backbone/``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        (directory / MANIFEST).unlink(missing_ok=True)
         (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
         self.backbone.save(directory / BACKBONE_DIR)
+        write_manifest(directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, backbone_path: str | None = None) -> CoupledBaseline:
-        """Rebuild a saved baseline (``backbone_path`` overrides where the base checkpoint lives)."""
+    def from_pretrained(cls, directory: str | Path, backbone_path: str | None = None,
+                        verify: bool = True) -> CoupledBaseline:
+        """Rebuild a saved baseline (``backbone_path`` overrides where the base checkpoint lives); its manifest is
+        verified first unless ``verify=False``."""
         directory = Path(directory)
         if not is_coupled_checkpoint(directory):
             raise FileNotFoundError(f"{directory} is not a saved coupled baseline (no {CONFIG_FILE})")
-        cfg = dataclasses.replace(config_from_dict(json.loads((directory / CONFIG_FILE).read_text())), kind="coupled")
+        if verify:
+            verify_manifest(directory, "saved model", VERIFY_OPT_OUT)
+        cfg = dataclasses.replace(config_from_dict(read_json(directory / CONFIG_FILE)), kind="coupled")
         if backbone_path is not None:
             cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, path=backbone_path))
         backbone = MLLMBackbone.load(directory / BACKBONE_DIR, cfg.backbone if backbone_path else None,

@@ -46,9 +46,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from bridge_stg.integrity import load_safetensors, read_json
 from bridge_stg.model.config import BackboneConfig
 from bridge_stg.tokens import GroundingTokens, add_grounding_tokens
 
@@ -238,15 +239,16 @@ class MLLMBackbone(nn.Module):
         return backbone
 
     def _load_weights(self, root: Path) -> None:
-        self.new_tokens.load_state_dict(load_file(root / TOKENS_FILE))
+        self.new_tokens.load_state_dict(load_safetensors(root / TOKENS_FILE))
         if self.cfg.llm == "lora":
             from peft import set_peft_model_state_dict
 
-            result = set_peft_model_state_dict(self.model, load_file(root / ADAPTER_DIR / "adapter_model.safetensors"))
+            adapter = load_safetensors(root / ADAPTER_DIR / "adapter_model.safetensors")
+            result = set_peft_model_state_dict(self.model, adapter)
             if result.unexpected_keys:
                 raise ValueError(f"{root}: adapter weights that match no LoRA module: {result.unexpected_keys[:5]}")
         if (root / VISION_FILE).is_file():
-            self.vision_tower().load_state_dict(load_file(root / VISION_FILE))
+            self.vision_tower().load_state_dict(load_safetensors(root / VISION_FILE))
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
@@ -278,7 +280,7 @@ def checkpoint_family(path: str | Path) -> str:
     if not config_file.is_file():
         raise FileNotFoundError(f"{path} is not a checkpoint directory (no config.json): a LOCAL checkpoint directory "
                                 "is expected (the Hub is not used); download the checkpoint and pass its folder")
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    model_type = read_json(config_file).get("model_type")
     if model_type not in ("qwen2_vl", "qwen2_5_vl"):
         raise ValueError(f"{path}: model_type {model_type!r} is not supported; expected 'qwen2_vl' or 'qwen2_5_vl'")
     return model_type
@@ -388,7 +390,7 @@ def _read_record(root: Path) -> dict[str, Any]:
     if not config_file.is_file():
         raise FileNotFoundError(f"{root} is not a saved backbone (no {CONFIG_FILE}); expected a directory written by "
                                 "MLLMBackbone.save")
-    record = json.loads(config_file.read_text())
+    record = read_json(config_file)
     if record.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{config_file}: format_version {record.get('format_version')!r}, expected {FORMAT_VERSION}")
     return record

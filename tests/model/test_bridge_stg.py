@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bridge_stg.data.collate import GroundingCollator
+from bridge_stg.integrity import DamagedFileError
 from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG
 from bridge_stg.model.config import BackboneConfig, BridgeConfig, BridgeSTGConfig, DecoderConfig, SelectionConfig
@@ -121,6 +122,26 @@ def test_save_and_load_give_identical_predictions(tiny_checkpoints, synthetic_sa
         assert a["span_idx"] == b["span_idx"]
         np.testing.assert_array_equal(a["decoded_frames"], b["decoded_frames"])
         np.testing.assert_allclose(a["boxes_cxcywh01"], b["boxes_cxcywh01"], atol=1e-6)
+
+
+def test_damaged_saved_files_are_named_and_verification_can_be_skipped(tiny_checkpoints, tmp_path):
+    model = make_model(tiny_checkpoints["qwen2_vl"])
+    model.save_pretrained(tmp_path / "m")
+    heads = tmp_path / "m" / "heads.safetensors"
+    data = bytearray(heads.read_bytes())
+    data[-3] ^= 0x01  # a flipped bit inside a weight: safetensors alone would load it silently
+    heads.write_bytes(bytes(data))
+    with pytest.raises(DamagedFileError, match=r"heads\.safetensors does not match its SHA-256"):
+        BridgeSTG.from_pretrained(tmp_path / "m")
+    BridgeSTG.from_pretrained(tmp_path / "m", verify=False)  # the explicit opt-out loads it
+
+    heads.write_bytes(bytes(data[: len(data) // 2]))  # truncated: the reader itself names the file
+    with pytest.raises(DamagedFileError, match=r"heads\.safetensors is not a readable safetensors file"):
+        BridgeSTG.from_pretrained(tmp_path / "m", verify=False)
+    config = tmp_path / "m" / "bridge_stg_config.json"
+    config.write_text(config.read_text()[:40])
+    with pytest.raises(DamagedFileError, match=r"bridge_stg_config\.json is not valid JSON"):
+        BridgeSTG.from_pretrained(tmp_path / "m", verify=False)
 
 
 def _tube_viou(model, batch) -> float:
