@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from bridge_stg.eval.protocols import PROTOCOL_NAMES
+from bridge_stg.eval.output_paths import check_distinct, check_output_file
+from bridge_stg.eval.protocols import PROTOCOL_NAMES, check_thresholds
+from bridge_stg.integrity import write_atomic
 
 DATASETS = ("vidstg", "hcstvg_v1", "hcstvg_v2")
 
@@ -25,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True, type=Path,
                    help="reference-format JSON or the project's tube JSONL (see docs/evaluation.md)")
     p.add_argument("--protocol", default="tubedetr", choices=PROTOCOL_NAMES)
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5], help="vIoU@R thresholds (strict >)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5],
+                   help="vIoU@R thresholds in (0, 1] (strict >)")
     p.add_argument("--out", type=Path, help="write the metrics JSON here")
     p.add_argument("--per-sentence", type=Path, help="write per-sentence tiou/viou/gt_viou as JSON lines here")
     p.add_argument("--missing-as-zero", action="store_true",
@@ -79,6 +82,16 @@ def format_rows(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Everything that can be checked before reading the files: thresholds and output paths."""
+    check_thresholds(args.thresholds, "--thresholds")
+    inputs = [args.annotations, args.predictions]
+    for option, path in (("--out", args.out), ("--per-sentence", args.per_sentence)):
+        if path is not None:
+            check_output_file(path, option, inputs)
+    check_distinct({"--out": args.out, "--per-sentence": args.per_sentence})
+
+
 def run(args: argparse.Namespace) -> dict:
     import msgspec
     import numpy as np
@@ -93,9 +106,15 @@ def run(args: argparse.Namespace) -> dict:
                                        exclude_videos=tuple(args.exclude_videos), skip_invalid=args.skip_invalid)
     targets = build_targets(records, protocol)
     preds = read_predictions(args.predictions)
+    if len(preds) == 0 and args.missing_as_zero:
+        print(f"bridge-stg-eval: warning: {args.predictions} holds no predictions: every sentence scores 0",
+              file=sys.stderr)
     dropped = [i for entry in (*report.excluded, *report.skipped) for i in entry.sentence_ids]
     preds = preds.without(np.array(dropped, dtype=np.int64))
-    scores = score(targets, preds, missing_as_zero=args.missing_as_zero)
+    try:
+        scores = score(targets, preds, missing_as_zero=args.missing_as_zero)
+    except ValueError as e:
+        raise ValueError(f"{args.predictions}: {e}") from None
     metrics = summarize(scores)
     split = args.split or args.annotations.stem.split("_")[0]
     metrics.update(dataset=args.dataset, split=split, name=args.name or args.predictions.stem,
@@ -104,28 +123,27 @@ def run(args: argparse.Namespace) -> dict:
                    annotation_report=report.summary())
     if args.per_sentence:
         enc = msgspec.json.Encoder()
-        with open(args.per_sentence, "wb") as f:
-            for i in range(len(scores.sentence_ids)):
-                f.write(enc.encode({"sentence_id": int(scores.sentence_ids[i]), "tiou": float(scores.tiou[i]),
-                                    "viou": float(scores.viou[i]), "gt_viou": float(scores.gt_viou[i]),
-                                    "predicted": bool(scores.predicted[i])}) + b"\n")
+        write_atomic(args.per_sentence, b"".join(
+            enc.encode({"sentence_id": int(scores.sentence_ids[i]), "tiou": float(scores.tiou[i]),
+                        "viou": float(scores.viou[i]), "gt_viou": float(scores.gt_viou[i]),
+                        "predicted": bool(scores.predicted[i])}) + b"\n" for i in range(len(scores.sentence_ids))))
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_args(args)
         metrics = run(args)
-    except (ValueError, FileNotFoundError) as e:
+        if metrics["excluded_sentences"] or metrics["skipped_sentences"]:
+            print(metrics["annotation_report"])
+        print(format_summary(metrics))
+        if args.out:
+            write_atomic(args.out, (json.dumps(metrics, indent=2) + "\n").encode())
+            print(f"metrics written to {args.out}")
+    except (ValueError, OSError) as e:
         print(f"bridge-stg-eval: error: {e}", file=sys.stderr)
         return 2
-    if metrics["excluded_sentences"] or metrics["skipped_sentences"]:
-        print(metrics["annotation_report"])
-    print(format_summary(metrics))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(metrics, indent=2) + "\n")
-        print(f"metrics written to {args.out}")
     return 0
 
 

@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from bridge_stg.eval.output_paths import check_output_file
 from bridge_stg.eval.published import DATASETS, ResultRow, published_rows
 from bridge_stg.eval.tables import dataset_title, load_metrics_row, render_latex, render_markdown
+from bridge_stg.integrity import write_atomic
 
 FORMATS = ("markdown", "latex", "both")
 
@@ -56,16 +58,17 @@ def render_group(dataset: str, split: str, ours: list[ResultRow], fmt: str, with
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.out:
+            check_output_file(args.out, "--out", inputs=args.metrics)
         rows = [load_metrics_row(path) for path in args.metrics]
+        text = "\n".join(render_group(dataset, split, ours, args.format, not args.no_published)
+                         for (dataset, split), ours in group_rows(rows).items())
+        print(text, end="")
+        if args.out:
+            write_atomic(args.out, text.encode())
     except (ValueError, OSError) as e:
         print(f"bridge-stg-tables: error: {e}", file=sys.stderr)
         return 2
-    text = "\n".join(render_group(dataset, split, ours, args.format, not args.no_published)
-                     for (dataset, split), ours in group_rows(rows).items())
-    print(text, end="")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
     return 0
 
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bridge_stg.eval.protocols import EvalTargets
+from bridge_stg.eval.protocols import FRAME_ID_LIMIT, EvalTargets
 from bridge_stg.ops.boxes import make_valid_xyxy, paired_box_iou
 from bridge_stg.ops.segments import segment_iou
 from bridge_stg.structures import TubePrediction
 
-# Keys combine (position, frame id) into one sortable int64; frame ids stay far below this.
-_FRAME_STRIDE = np.int64(1) << 32
+# Keys combine (position, frame id) into one sortable int64; validate() keeps frame ids below this.
+_FRAME_STRIDE = np.int64(FRAME_ID_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ class PredictionTable:
                                self.boxes_xyxy_px[keep_box])
 
     def validate(self, source: str = "predictions") -> None:
-        """Reject what cannot be scored: duplicate ids, inverted spans, non-finite boxes."""
+        """Reject what cannot be scored: duplicate ids, inverted spans, frame ids outside ``[0, 2^32)``, non-finite
+        boxes."""
         uniq, counts = np.unique(self.sentence_ids, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"{source}: duplicate predictions for sentence ids {uniq[counts > 1][:10].tolist()}")
@@ -71,6 +72,11 @@ class PredictionTable:
             i = bad[0]
             raise ValueError(f"{source}: sentence {self.sentence_ids[i]} has an inverted span "
                              f"[{self.span_start[i]}, {self.span_end[i]}); spans are [start, end) frame ids")
+        outside = np.flatnonzero((self.box_frame < 0) | (self.box_frame >= FRAME_ID_LIMIT))
+        if len(outside):
+            i = outside[0]
+            raise ValueError(f"{source}: sentence {self.sentence_ids[self.box_owner[i]]} has a box on frame "
+                             f"{self.box_frame[i]}; frame ids are original frame indices in [0, {FRAME_ID_LIMIT})")
         finite = np.isfinite(self.boxes_xyxy_px).all(axis=1)
         if not finite.all():
             i = np.flatnonzero(~finite)[0]
@@ -119,7 +125,7 @@ def _pred_boxes_on_gt_frames(targets: EvalTargets, preds: PredictionTable, pred_
                          f"on frame {k % _FRAME_STRIDE}")
     boxes = preds.boxes_xyxy_px if order is None else preds.boxes_xyxy_px[order]
     owner = pred_pos[targets.gt_sent]
-    has_owner = owner >= 0
+    has_owner = (owner >= 0) & (targets.gt_frame < _FRAME_STRIDE)  # a frame id beyond the stride would alias
     gt_keys = np.where(has_owner, owner, 0) * _FRAME_STRIDE + targets.gt_frame
     right = np.searchsorted(pred_keys, gt_keys, side="left")
     exact = (right < len(pred_keys)) & (pred_keys[np.minimum(right, len(pred_keys) - 1)] == gt_keys) & has_owner
@@ -162,8 +168,8 @@ def score(targets: EvalTargets, preds: PredictionTable, missing_as_zero: bool = 
         raise MissingPredictionError(f"no prediction for {len(missing)} of {s} sentences, e.g. {missing[:10].tolist()}"
                                      " (pass missing_as_zero / --missing-as-zero to score them as 0)")
 
-    ps = np.where(hit, preds.span_start[np.maximum(pred_pos, 0)], 0)
-    pe = np.where(hit, preds.span_end[np.maximum(pred_pos, 0)], 0)
+    ps = np.append(preds.span_start, 0)[pred_pos]  # position -1 (no prediction) reads the appended 0
+    pe = np.append(preds.span_end, 0)[pred_pos]
     ts, te = targets.gt_start, targets.gt_end
     tiou = np.where(hit, segment_iou(ts, te, ps, pe), 0.0)
 

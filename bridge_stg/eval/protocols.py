@@ -29,6 +29,10 @@ from bridge_stg.ops.sampling import EVAL_FPS, EVAL_MAX_FRAMES, sample_frame_ids,
 from bridge_stg.structures import SentenceRecord
 
 PROTOCOL_NAMES = ("tubedetr", "stcat", "hcstvg_official")
+# Look-ups pack (position, frame id) into one int64 key, so frame ids must lie in [0, FRAME_ID_LIMIT): a larger one
+# would alias a frame of the next sentence.
+FRAME_ID_LIMIT = 1 << 32
+_FRAME_STRIDE = np.int64(FRAME_ID_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,20 @@ class Protocol:
         return self.eval_frame_ids(record)
 
 
+def check_thresholds(thresholds: Sequence[float], key: str | None = None) -> None:
+    """vIoU@R thresholds must be finite and in (0, 1] (``vIoU > R`` is always true below 0 and never above 1);
+    ``key``, when given, names the option at the start of the message."""
+    prefix = f"{key}: " if key else ""
+    if not thresholds:
+        raise ValueError(f"{prefix}no thresholds given: give at least one vIoU@R threshold, e.g. 0.3 0.5")
+    for t in thresholds:
+        if not 0 < t <= 1:  # also rejects NaN
+            raise ValueError(f"{prefix}{t!r} is not a vIoU@R threshold; thresholds are numbers in (0, 1] "
+                             "(vIoU > R counts), e.g. 0.3 0.5")
+
+
 def get_protocol(name: str, thresholds: Sequence[float] = (0.3, 0.5)) -> Protocol:
+    check_thresholds(thresholds)
     thresholds = tuple(float(t) for t in thresholds)
     if name == "tubedetr":
         return Protocol(name, dense_frames=False, interpolate_boxes=False, literal_frame_numbers=True,
@@ -121,7 +138,13 @@ class _Tracks:
                 boxes.append(rec.boxes_xyxy_px)
             self.of_record[i] = index[key]
         owner = np.repeat(np.arange(len(frames), dtype=np.int64), [len(f) for f in frames])
-        self.keys = owner * _FRAME_STRIDE + np.concatenate(frames).astype(np.int64)
+        all_frames = np.concatenate(frames).astype(np.int64)
+        outside = np.flatnonzero((all_frames < 0) | (all_frames >= FRAME_ID_LIMIT))
+        if len(outside):
+            rec = records[int(np.flatnonzero(self.of_record == owner[outside[0]])[0])]
+            raise ValueError(f"sentence {rec.sentence_id} ({rec.video_id}): GT box on frame {all_frames[outside[0]]}"
+                             f"; frame ids are original frame indices in [0, {FRAME_ID_LIMIT})")
+        self.keys = owner * _FRAME_STRIDE + all_frames
         self.boxes = np.concatenate(boxes).reshape(-1, 4)
         if len(self.keys) > 1 and not (np.diff(self.keys) > 0).all():
             raise ValueError("box frame ids of a record must be sorted and unique")
@@ -131,10 +154,7 @@ class _Tracks:
         keys = self.of_record[record_idx] * _FRAME_STRIDE + frame
         pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
         found = self.keys[pos] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
-        return pos, found
-
-
-_FRAME_STRIDE = np.int64(1) << 32
+        return pos, found & (frame >= 0) & (frame < FRAME_ID_LIMIT)  # other frames would alias another record's
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,6 @@
 """bridge-stg-eval and bridge-stg-tables end to end, on simulated annotation and prediction files."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -31,6 +32,14 @@ def vidstg(tmp_path_factory):
 
 def eval_cli(*args) -> int:
     return score_cli.main([str(a) for a in args])
+
+
+def eval_error(capsys, *args) -> tuple[str, str]:
+    """Run bridge-stg-eval expecting a clean failure (status 2, an error line, no traceback); (stdout, stderr)."""
+    assert eval_cli(*args) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("bridge-stg-eval: error: ") and "Traceback" not in out + err
+    return out, err
 
 
 def test_official_and_preprocessed_annotations_and_both_prediction_formats_agree(vidstg, capsys):
@@ -122,6 +131,107 @@ def test_interpolation_protocols_differ_from_sampled_one_on_sparse_predictions(t
         results[protocol] = json.loads(out.read_text())
     assert results["tubedetr"]["tiou"] != results["hcstvg_official"]["tiou"]  # the one-frame GT shift
     assert np.isfinite(results["hcstvg_official"]["viou"])
+
+
+@pytest.mark.parametrize("empty", ['{"predictions": {}, "video_predictions": {}}', ""], ids=["reference", "tubes"])
+def test_no_predictions_fail_or_score_every_sentence_zero(vidstg, tmp_path, capsys, empty):
+    d, _, _ = vidstg
+    path = tmp_path / "none.json"
+    path.write_text(empty)
+    args = ["--dataset", "vidstg", "--annotations", d / "test.json", "--predictions", path]
+    _, err = eval_error(capsys, *args)
+    assert f"{path}: no prediction for 60 of 60 sentences" in err and "--missing-as-zero" in err
+    assert eval_cli(*args, "--missing-as-zero", "--out", tmp_path / "m.json") == 0
+    assert f"{path} holds no predictions" in capsys.readouterr().err
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["count"] == m["missing_predictions"] == 60
+    assert all(m[k] == 0.0 for k in m if isinstance(m[k], float))
+
+
+@pytest.mark.parametrize("fmt", ["reference", "tubes"])
+def test_sentence_id_beyond_int64_is_a_clean_error(vidstg, tmp_path, capsys, fmt):
+    d, _, preds = vidstg
+    big = [dataclasses.replace(preds[0], sentence_id=2**70), *preds[1:]]
+    path = tmp_path / "big.json"
+    (write_reference if fmt == "reference" else write_tubes)(path, big)
+    _, err = eval_error(capsys, "--dataset", "vidstg", "--annotations", d / "test.json", "--predictions", path)
+    assert str(path) in err and str(2**70) in err and "64-bit" in err
+
+
+def test_duplicate_json_key_is_an_error_naming_key_and_file(vidstg, tmp_path, capsys):
+    d, _, preds = vidstg
+    text = (d / "pred_ref.json").read_text()
+    sid = preds[0].sentence_id
+    dup = text.replace('"video_predictions":{', f'"video_predictions":{{"{sid}":{{"sted":[0,1]}},', 1)
+    assert dup != text
+    (tmp_path / "dup.json").write_text(dup)
+    _, err = eval_error(capsys, "--dataset", "vidstg", "--annotations", d / "test.json", "--predictions",
+                        tmp_path / "dup.json")
+    assert f"{tmp_path / 'dup.json'}: key '{sid}' appears twice" in err
+
+
+def test_frame_id_beyond_2_32_is_an_error_naming_the_sample(vidstg, tmp_path, capsys):
+    # frame 2^32 + f of one sentence would be read as frame f of the next one
+    d, _, preds = vidstg
+    p = preds[1]
+    moved = dataclasses.replace(p, frame_ids=np.concatenate([p.frame_ids[:-1], p.frame_ids[-1:] + 2**32]))
+    write_tubes(tmp_path / "far.jsonl", [preds[0], moved, *preds[2:]])
+    _, err = eval_error(capsys, "--dataset", "vidstg", "--annotations", d / "test.json", "--predictions",
+                        tmp_path / "far.jsonl")
+    assert f"far.jsonl: sentence {p.sentence_id} has a box on frame {p.frame_ids[-1] + 2**32}" in err
+
+
+@pytest.mark.parametrize("threshold", ["nan", "1.5", "0"])
+def test_thresholds_outside_zero_one_are_refused_before_scoring(vidstg, capsys, threshold):
+    d, _, _ = vidstg
+    out, err = eval_error(capsys, "--dataset", "vidstg", "--annotations", d / "test.json", "--predictions",
+                          d / "pred.jsonl", "--thresholds", "0.3", threshold)
+    assert "--thresholds" in err and f"{float(threshold)} is not a vIoU@R threshold" in err and out == ""
+
+
+@pytest.mark.parametrize("case", ["out folder", "per-sentence folder", "parent is a file", "out is the predictions",
+                                  "same file twice"])
+def test_unwritable_outputs_are_refused_before_scoring(vidstg, tmp_path, capsys, case):
+    d, _, _ = vidstg
+    (tmp_path / "a_file").write_text("")
+    pred = tmp_path / "pred.jsonl"
+    pred.write_bytes((d / "pred.jsonl").read_bytes())
+    outputs, named = {
+        "out folder": (["--out", tmp_path], f"--out {tmp_path} is an existing folder"),
+        "per-sentence folder": (["--per-sentence", tmp_path], f"--per-sentence {tmp_path} is an existing folder"),
+        "parent is a file": (["--out", tmp_path / "a_file" / "m.json"], f"{tmp_path / 'a_file'} is a file"),
+        "out is the predictions": (["--out", pred], f"--out {pred} is one of the input files"),
+        "same file twice": (["--out", tmp_path / "m.json", "--per-sentence", tmp_path / "m.json"],
+                            "--out and --per-sentence both name"),
+    }[case]
+    out, err = eval_error(capsys, "--dataset", "vidstg", "--annotations", d / "test.json", "--predictions", pred,
+                          *outputs)
+    assert named in err and out == ""  # nothing was scored or printed
+    assert pred.read_bytes() == (d / "pred.jsonl").read_bytes()
+
+
+def test_per_sentence_scores_are_written(vidstg, tmp_path):
+    d, _, _ = vidstg
+    path = tmp_path / "new" / "scores.jsonl"
+    assert eval_cli("--dataset", "vidstg", "--annotations", d / "test.json", "--predictions", d / "pred.jsonl",
+                    "--per-sentence", path) == 0
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 60 and all(r["predicted"] and 0 <= r["viou"] <= r["gt_viou"] <= 1 for r in rows)
+
+
+@pytest.mark.parametrize("case", ["folder", "input"])
+def test_tables_out_is_checked_before_rendering(vidstg, tmp_path, capsys, case):
+    d, _, _ = vidstg
+    metrics = tmp_path / "m.json"
+    assert eval_cli("--dataset", "vidstg", "--annotations", d / "test.json", "--predictions", d / "pred.jsonl",
+                    "--out", metrics) == 0
+    before = metrics.read_text()
+    capsys.readouterr()
+    out_path = tmp_path if case == "folder" else metrics
+    assert tables_cli.main([str(metrics), "--out", str(out_path)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("bridge-stg-tables: error: --out") and str(out_path) in err and out == ""
+    assert metrics.read_text() == before
 
 
 @pytest.mark.skipif(not SHARED_VIDSTG.is_file(), reason="shared real annotation files are not in this checkout")

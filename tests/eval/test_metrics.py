@@ -196,6 +196,50 @@ def test_inverted_span_is_an_error():
         run([record()], [tube(0, (30, 10), {f: BOX for f in range(10, 30, 5)})])
 
 
+def test_no_predictions_at_all_score_every_sentence_zero_under_missing_as_zero():
+    recs = [record(0, stype="declarative"), record(1, stype="interrogative")]
+    with pytest.raises(MissingPredictionError, match="no prediction for 2 of 2 sentences"):
+        run(recs, [])
+    s = run(recs, [], missing_as_zero=True)
+    assert s.tiou.tolist() == s.viou.tolist() == s.gt_viou.tolist() == [0.0, 0.0] and not s.predicted.any()
+    m = summarize(s)
+    assert m["missing_predictions"] == 2 and m["average_viou"] == 0.0 and m["declarative_viou@0.3"] == 0.0
+
+
+def test_predicted_frame_ids_outside_the_key_range_are_rejected_not_aliased():
+    # (position, frame) share one int64 key: frame 2^32 + 15 of sentence 0 would read as sentence 1's frame 15
+    recs = [record(0), record(1)]
+    aliasing = [tube(0, (10, 30), {**{f: BOX for f in range(10, 30, 5)}, (1 << 32) + 15: FAR}),
+                tube(1, (10, 30), {10: BOX, 20: BOX, 25: BOX})]
+    with pytest.raises(ValueError, match="sentence 0 has a box on frame 4294967311"):
+        run(recs, aliasing)
+    with pytest.raises(ValueError, match="sentence 1 has a box on frame -1"):
+        run(recs, [tube(0, (10, 30), {f: BOX for f in range(10, 30, 5)}), tube(1, (10, 30), {-1: BOX})])
+
+
+def test_annotation_frame_ids_outside_the_key_range_are_rejected():
+    with pytest.raises(ValueError, match=r"sentence 3 \(v3\): GT box on frame 4294967296"):
+        build_targets([record(3, box_frames=[*range(10, 30), 1 << 32])], get_protocol("tubedetr"))
+    # a GT frame beyond the range finds no box (rather than sentence 1's boxes on frames 0 and 1)
+    far = 1 << 32
+    recs = [record(0, segment=(0, far + 5), tube=(far - 2, far + 2), box_frames=[far - 2, far - 1]),
+            record(1, tube=(0, 2), box_frames=[0, 1])]
+    with pytest.raises(ValueError, match=r"sentence 0 \(v0\): no GT box on frames \[4294967296, 4294967297"):
+        build_targets(recs, get_protocol("stcat"))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1.5, 0.0, -0.3, float("inf")])
+def test_thresholds_must_be_in_zero_one(bad):
+    with pytest.raises(ValueError, match="is not a vIoU@R threshold"):
+        get_protocol("tubedetr", (0.3, bad))
+
+
+def test_threshold_one_is_allowed_and_never_met():
+    targets = build_targets([record()], get_protocol("tubedetr", (0.5, 1.0)))
+    m = summarize(score(targets, PredictionTable.from_tubes([tube(0, (10, 30), {f: BOX for f in range(10, 30, 5)})])))
+    assert m["viou"] == 1.0 and m["viou@0.5"] == 1.0 and m["viou@1"] == 0.0  # strict >
+
+
 # --- aggregation --------------------------------------------------------------------------------------------------
 
 def test_summary_is_per_sentence_type_from_the_annotation():
@@ -230,7 +274,7 @@ def random_case(rng, n=60, dataset="vidstg", base=0, end="exclusive"):
             annotation_frame_base=base, source_tube_end=end))
         ps = int(rng.integers(seg_start - 5, seg_end))
         pe = int(rng.integers(ps, seg_end + 5))
-        pf = np.arange(seg_start - 2, seg_end + 2)
+        pf = np.arange(max(seg_start - 2, 0), seg_end + 2)  # frame ids are >= 0 (negative ones are rejected)
         if rng.random() < 0.5:  # sparse predictions exercise interpolation
             pf = np.unique(np.concatenate([pf[:: int(rng.integers(2, 9))], pf[-1:]]))
         pxy = rng.uniform(0, 150, (len(pf), 2))
