@@ -61,7 +61,7 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainSpec,
 }
 # Top-level keys that are not sections: Hydra's own, interpolation helpers, the run's name, the model to evaluate.
-HELPER_KEYS = ("hydra", "paths", "experiment_name", "checkpoint")
+HELPER_KEYS = ("hydra", "paths", "experiment_name", "checkpoint", "verify_checkpoint")
 DATA_README = "data/README.md"
 EVAL_SPLITS = ("val", "test")  # synthetic splits that only ever evaluate
 
@@ -84,6 +84,7 @@ def build_spec(cfg: DictConfig, run_dir: Path, world_size: int = 1) -> RunSpec:
     experiment = convert(str, tree.get("experiment_name", "default"), "experiment_name")
     spec = _without_contrastive_if_no_bridge(RunSpec(run_dir=Path(run_dir), **parts, experiment=experiment))
     spec = _with_pretrained_backbone_path(spec)
+    convert(bool, tree.get("verify_checkpoint", True), "verify_checkpoint")
     validate(spec, world_size=world_size, checkpoint=convert(str | None, tree.get("checkpoint"), "checkpoint"))
     return spec
 
@@ -253,6 +254,9 @@ def _check_batches(train: TrainSpec, world_size: int) -> None:
             "train.micro_batch_size")
     if train.max_steps < 1:
         raise ConfigError(f"train.max_steps must be >= 1, got {train.max_steps}")
+    for name, low in (("log_every", 1), ("eval_every", 0), ("save_every", 0), ("keep_last", 1), ("max_bad_steps", 1)):
+        if getattr(train, name) < low:
+            raise ConfigError(f"train.{name} must be >= {low}, got {getattr(train, name)}")
     if train.zero_stage > 0 and train.engine != "deepspeed":
         raise ConfigError(f"train.zero_stage={train.zero_stage} needs train.engine=deepspeed (got "
                           f"{train.engine!r}); set train.zero_stage=0 or train.engine=deepspeed")

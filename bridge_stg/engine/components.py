@@ -54,7 +54,7 @@ def load_records(source: SourceSpec, spec: RunSpec) -> list[SentenceRecord]:
     else:
         records, report = load_annotations(source.annotations, source.kind, vidor_dir=source.vidor_dir,
                                            exclude_videos=source.exclude_videos, skip_invalid=source.skip_invalid)
-        if report.excluded or report.skipped:
+        if report.excluded or report.skipped or report.warnings:
             log.info("%s", report.summary())
     return records[: source.max_samples] if source.max_samples else records
 
@@ -105,10 +105,11 @@ def build_model(spec: RunSpec) -> BridgeSTG | CoupledBaseline:
     return BridgeSTG(spec.model)
 
 
-def load_model(directory: str | Path) -> BridgeSTG | CoupledBaseline:
-    """A saved model of either kind (``save_pretrained`` output), recognised by its config file."""
-    return CoupledBaseline.from_pretrained(directory) if is_coupled_checkpoint(directory) else \
-        BridgeSTG.from_pretrained(directory)
+def load_model(directory: str | Path, verify: bool = True) -> BridgeSTG | CoupledBaseline:
+    """A saved model of either kind (``save_pretrained`` output), recognised by its config file; its manifest is
+    verified unless ``verify=False``."""
+    kind = CoupledBaseline if is_coupled_checkpoint(directory) else BridgeSTG
+    return kind.from_pretrained(directory, verify=verify)
 
 
 def build_collator(model: BridgeSTG | CoupledBaseline, spec: RunSpec) -> GroundingCollator:

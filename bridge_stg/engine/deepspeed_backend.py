@@ -2,6 +2,16 @@
 
 On a machine without CUDA, DeepSpeed runs on CPU with gloo (``DS_ACCELERATOR=cpu``). Its first process-group setup
 on CPU JIT-builds a shared-memory op (~40 s, cached); ``BRIDGE_STG_DS_SKIP_SHM=1`` skips that build (tests do).
+
+Two safety rules on top of DeepSpeed's defaults:
+
+* **Checkpoints are never unpickled.** DeepSpeed loads its state files with ``torch.load(weights_only=False)``,
+  which runs whatever code a tampered file holds. :class:`WeightsOnlyCheckpointEngine` loads them weights-only,
+  allowing the few DeepSpeed classes its own state files contain (:data:`ALLOWED_GLOBALS`); anything else is refused
+  with the file and the class named.
+* **Non-finite steps are not applied.** ZeRO 1-3 skip a step whose gradients hold inf/NaN (their overflow check);
+  for ZeRO 0 the optimizer is a :class:`~bridge_stg.engine.optim.FiniteAdamW`, which does the same. Either way
+  :meth:`DeepSpeedBackend.optimizer_step` reports whether the step was applied.
 """
 
 from __future__ import annotations
@@ -13,11 +23,18 @@ from pathlib import Path
 import torch
 
 from bridge_stg.engine.distributed import DistContext
-from bridge_stg.engine.optim import build_optimizer, build_scheduler, parameter_groups
-from bridge_stg.engine.specs import RunSpec
+from bridge_stg.engine.optim import build_optimizer, build_scheduler, parameter_groups, retarget
+from bridge_stg.engine.specs import OptimSpec, RunSpec
 from bridge_stg.engine.task import GroundingTask
 
 TAG = "engine"
+# Classes (besides tensors and plain containers) that DeepSpeed's own state files pickle, as "module.qualname".
+ALLOWED_GLOBALS = (
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+)
 
 
 def _import_deepspeed():
@@ -29,6 +46,42 @@ def _import_deepspeed():
         # `import deepspeed.comm.torch as x` binds the torch package itself (deepspeed.comm re-exports it)
         importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
     return deepspeed
+
+
+def _allowed_globals() -> list:
+    found = []
+    for dotted in ALLOWED_GLOBALS:
+        module, _, name = dotted.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):  # another DeepSpeed version: the class does not exist there
+            continue
+    return found
+
+
+def weights_only_checkpoint_engine(deepspeed, config):
+    """DeepSpeed's torch checkpoint engine with a loader that never unpickles arbitrary objects (module docstring)."""
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+
+    class WeightsOnlyCheckpointEngine(TorchCheckpointEngine):
+        def load(self, path: str, map_location=None):
+            import pickle
+
+            try:
+                with torch.serialization.safe_globals(_allowed_globals()):
+                    return torch.load(path, map_location=map_location, weights_only=True)
+            except pickle.UnpicklingError as err:
+                lines = [ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+                reason = lines[0] if lines else str(err).splitlines()[0]
+                raise pickle.UnpicklingError(
+                    f"{path}: refused to load, it holds objects other than tensors and DeepSpeed's state classes "
+                    f"({reason[:300]}). Checkpoints are loaded weights-only so that a tampered file cannot run "
+                    "code; resume only from checkpoints this project wrote") from None
+            except (RuntimeError, EOFError, OSError) as err:
+                raise RuntimeError(f"{path}: cannot read this DeepSpeed state file ({err}); it is damaged or "
+                                   "truncated: resume from another checkpoint or restore it from a copy") from None
+
+    return WeightsOnlyCheckpointEngine(config)
 
 
 def _single_process_env() -> None:
@@ -70,6 +123,7 @@ class DeepSpeedBackend:
         scheduler = build_scheduler(optimizer, spec.train.max_steps, spec.optim)
         self.engine, self.optimizer, _, self.scheduler = self.deepspeed.initialize(
             model=task, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(spec, accumulation))
+        self.engine.checkpoint_engine = weights_only_checkpoint_engine(self.deepspeed, self.engine._config)
 
     @property
     def model(self):
@@ -78,15 +132,31 @@ class DeepSpeedBackend:
     def train_micro(self, batch, generator: torch.Generator) -> dict[str, float]:
         loss, logs = self.engine(batch, generator)
         self.engine.backward(loss)
-        self.engine.step()  # steps the optimizer only at gradient-accumulation boundaries
+        if not self.engine.is_gradient_accumulation_boundary():
+            self.engine.step()  # counts the micro-batch; the boundary's step is optimizer_step's
         return logs
 
-    def optimizer_step(self) -> float:
+    def optimizer_step(self) -> tuple[float, bool]:
+        """Step at the accumulation boundary: (gradient norm, whether the update was applied)."""
+        self.engine.step()
         norm = self.engine.get_global_grad_norm()
-        return float(norm) if norm is not None else 0.0
+        return (float(norm) if norm is not None else float("nan")), bool(self.engine.was_step_applied())
 
     def learning_rates(self) -> dict[str, float]:
         return {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+
+    def retarget(self, spec: OptimSpec, max_steps: int) -> None:
+        """Follow new optimisation values from the current step on (a resume with on_resume_change=apply)."""
+        retarget(self.optimizer, self.scheduler, spec, max_steps)
+        self.engine._config.gradient_clipping = spec.grad_clip  # ZeRO 0 clips by the engine's config
+        if hasattr(self.optimizer, "clip_grad"):  # ZeRO 1-3 by their optimizer's copy
+            self.optimizer.clip_grad = spec.grad_clip
+
+    def trainable_are_finite(self) -> bool:
+        """Whether this rank's trainable weights (its ZeRO partition: the optimizer's fp32 copy) are all finite."""
+        with torch.no_grad():
+            return all(bool(torch.isfinite(p.ds_tensor if hasattr(p, "ds_tensor") else p).all())
+                       for p in self.task.parameters() if p.requires_grad)
 
     def save(self, directory: Path) -> None:
         self.engine.save_checkpoint(str(directory), tag=TAG, exclude_frozen_parameters=True)

@@ -21,14 +21,15 @@ from torch.utils.data import DataLoader, Subset
 from bridge_stg.cli.score import format_rows, format_summary
 from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.data.dataset import GroundingDataset, SkippedSample, drop_skipped
-from bridge_stg.engine.distributed import DistContext, all_gather_objects
 from bridge_stg.data.frames import select_frames
+from bridge_stg.engine.distributed import DistContext, all_gather_objects
 from bridge_stg.engine.specs import RunSpec
 from bridge_stg.eval.baselines import SAMPLED_GT_SPAN, WHOLE_CLIP, evaluate_baselines
 from bridge_stg.eval.metrics import PredictionTable, score, summarize
 from bridge_stg.eval.postprocess import tube_from_prediction
 from bridge_stg.eval.prediction_files import write_reference, write_tubes
 from bridge_stg.eval.protocols import Protocol, build_targets, get_protocol
+from bridge_stg.integrity import write_text_atomic
 from bridge_stg.model.bridge_stg import BridgeSTG
 from bridge_stg.structures import SentenceRecord, TubePrediction
 
@@ -103,13 +104,19 @@ def _first_readable(dataset: GroundingDataset) -> list:
     raise RuntimeError("no sample of the evaluation split can be read")
 
 
+# What an evaluation writes into its folder (checked writable before any work by scripts/evaluate.py).
+PREDICTIONS, REFERENCE_PREDICTIONS, METRICS, REFERENCE_METRICS = (
+    "predictions.jsonl", "predictions_reference.json", "metrics.json", "reference_metrics.json")
+OUTPUT_FILES = (PREDICTIONS, REFERENCE_PREDICTIONS, METRICS, REFERENCE_METRICS)
+
+
 def score_tubes(tubes: list[TubePrediction], records: list[SentenceRecord], spec: RunSpec, out_dir: Path,
                 name: str, extra: dict | None = None) -> dict:
     """Write predictions (tube JSONL + reference JSON), score them, write ``metrics.json`` (with ``extra`` entries
     added); return the metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_tubes(out_dir / "predictions.jsonl", tubes)
-    write_reference(out_dir / "predictions_reference.json", tubes,
+    write_tubes(out_dir / PREDICTIONS, tubes)
+    write_reference(out_dir / REFERENCE_PREDICTIONS, tubes,
                     {r.sentence_id: r.sentence_type for r in records})
     protocol = get_protocol(spec.eval.protocol, spec.eval.thresholds)
     scores = score(build_targets(records, protocol), PredictionTable.from_tubes(tubes), missing_as_zero=True)
@@ -117,7 +124,7 @@ def score_tubes(tubes: list[TubePrediction], records: list[SentenceRecord], spec
     src = spec.data.eval_source
     metrics.update(dataset=records[0].dataset if records else src.kind, split=src.split, name=name,
                    experiment=spec.experiment, **(extra or {}))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(out_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
@@ -156,15 +163,16 @@ def log_with_references(metrics: dict, records: list[SentenceRecord], box_size: 
     """Log the model's row above the reference rows (:func:`reference_metrics`); write them to
     ``out_dir/reference_metrics.json``."""
     references = reference_metrics(records, box_size, spec)
-    (out_dir / "reference_metrics.json").write_text(json.dumps(references, indent=2) + "\n")
+    write_text_atomic(out_dir / REFERENCE_METRICS, json.dumps(references, indent=2) + "\n")
     log.info("%s beside the reference rows (%s protocol, %d sentences):\n%s", metrics.get("name", "model"),
              spec.eval.protocol, metrics["count"], format_rows({str(metrics.get("name", "model")): metrics,
                                                                  **references}))
     return references
 
 
-def run(spec: RunSpec, checkpoint: str | Path | None = None) -> dict | None:
-    """Evaluate a saved model (``checkpoint``: a directory written by ``save_pretrained`` of either model kind)."""
+def run(spec: RunSpec, checkpoint: str | Path | None = None, verify: bool = True) -> dict | None:
+    """Evaluate a saved model (``checkpoint``: a directory written by ``save_pretrained`` of either model kind;
+    its manifest is verified unless ``verify=False``)."""
     from bridge_stg.engine.components import (
         build_collator,
         build_eval_dataset,
@@ -182,7 +190,7 @@ def run(spec: RunSpec, checkpoint: str | Path | None = None) -> dict | None:
         if checkpoint is None:
             raise ValueError("pass checkpoint=<directory of a saved model> (e.g. runs/<experiment>/<time>/model)")
         prepare_assets(spec, ctx, backbone=False)
-        model = load_model(checkpoint).to(ctx.device)
+        model = load_model(checkpoint, verify=verify).to(ctx.device)  # after the cheap checks: it can take minutes
         dataset = build_eval_dataset(spec)
         metrics = evaluate(model, dataset, build_collator(model, spec), spec, ctx, spec.run_dir / "eval",
                            name=Path(checkpoint).parent.name)

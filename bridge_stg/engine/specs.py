@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from bridge_stg.data.frames import FrameBudget
 from bridge_stg.data.synthetic import SyntheticConfig
+from bridge_stg.eval.protocols import check_thresholds
 from bridge_stg.loss.criterion import CriterionConfig
 from bridge_stg.model.config import BridgeSTGConfig
 
@@ -67,7 +69,19 @@ class OptimSpec:
     warmup_steps: int = 0
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
+
+    def __post_init__(self) -> None:
+        for name in ("lr_llm", "lr_heads", "lr_vision", "lr_new_tokens", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not all(math.isfinite(b) and 0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not (math.isfinite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1):
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,12 @@ class TrainSpec:
     save_every: int = 0  # 0: only at the end
     keep_last: int = 2  # periodic checkpoints kept
     seed: int = 0
-    resume: bool = False  # continue from the newest checkpoint of the run directory
+    resume: bool = False  # continue from the newest intact checkpoint of the run directory
+    # A resume whose optim.* or train.max_steps differ from the checkpoint's: "refuse" (naming the keys) or "apply"
+    # the new values from the resumed step on (recorded in run.json). Other changed keys are always refused.
+    on_resume_change: Literal["refuse", "apply"] = "refuse"
+    verify_checkpoints: bool = True  # check checkpoint hashes on resume (false: sizes only)
+    max_bad_steps: int = 10  # consecutive non-finite steps (skipped) before the run stops as diverged
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,9 @@ class EvalSpec:
     batch_size: int = 4
     box_fill: Literal["linear", "nearest"] = "linear"
     thresholds: tuple[float, ...] = (0.3, 0.5)
+
+    def __post_init__(self) -> None:
+        check_thresholds(self.thresholds)
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,12 @@ class PretrainSpec:
                              "evaluation split")
         if min(self.steps, self.batch_size, self.hidden_size, self.num_layers, self.eval_samples) < 1:
             raise ValueError("steps, batch_size, hidden_size, num_layers and eval_samples must be >= 1")
+        for name in ("lr", "grad_clip", "token_weight"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 PRETRAINED_TINY_NAME = "tiny_pretrained"  # a backbone folder of this name is built by the pretraining recipe

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import pickle
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel
 
 from bridge_stg.engine.distributed import DistContext
-from bridge_stg.engine.optim import build_optimizer, build_scheduler, parameter_groups
-from bridge_stg.engine.specs import RunSpec
+from bridge_stg.engine.optim import build_optimizer, build_scheduler, parameter_groups, retarget
+from bridge_stg.engine.specs import OptimSpec, RunSpec
 from bridge_stg.engine.task import GroundingTask
+from bridge_stg.integrity import load_safetensors
 
 WEIGHTS = "trainable.safetensors"
 OPTIMIZER = "optimizer.pt"
@@ -44,13 +47,26 @@ class TorchBackend:
         self._micro += 1
         return logs
 
-    def optimizer_step(self) -> float:
+    def optimizer_step(self) -> tuple[float, bool]:
+        """Clip and step: (gradient norm before clipping, whether the update was applied). A non-finite norm (the
+        gradients are already averaged over ranks, so every rank agrees) skips the update and the schedule."""
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip) if self.grad_clip > 0 else torch.tensor(0.0)
-        self.optimizer.step()
-        self.scheduler.step()
+        norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip if self.grad_clip > 0 else float("inf")))
+        applied = math.isfinite(norm)
+        if applied:
+            self.optimizer.step()
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm, applied
+
+    def retarget(self, spec: OptimSpec, max_steps: int) -> None:
+        """Follow new optimisation values from the current step on (a resume with on_resume_change=apply)."""
+        retarget(self.optimizer, self.scheduler, spec, max_steps)
+        self.grad_clip = spec.grad_clip
+
+    def trainable_are_finite(self) -> bool:
+        with torch.no_grad():
+            return all(bool(torch.isfinite(p).all()) for p in self.task.parameters() if p.requires_grad)
 
     def learning_rates(self) -> dict[str, float]:
         return {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
@@ -65,7 +81,7 @@ class TorchBackend:
                         "micro": self._micro}, directory / OPTIMIZER)
 
     def load(self, directory: Path) -> None:
-        weights = load_file(str(directory / WEIGHTS), device=str(self.ctx.device))
+        weights = load_safetensors(directory / WEIGHTS, device=str(self.ctx.device))
         params = dict(self.task.named_parameters())
         if set(weights) != {n for n, p in params.items() if p.requires_grad}:
             raise ValueError(f"{directory / WEIGHTS} does not match the model's trainable parameters "
@@ -73,7 +89,12 @@ class TorchBackend:
         with torch.no_grad():
             for name, value in weights.items():
                 params[name].copy_(value)
-        state = torch.load(directory / OPTIMIZER, map_location=self.ctx.device, weights_only=True)
+        try:
+            state = torch.load(directory / OPTIMIZER, map_location=self.ctx.device, weights_only=True)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+            raise RuntimeError(f"{directory / OPTIMIZER}: cannot read the optimizer state ({str(err)[:300]}); the "
+                               "file is damaged or not one this project wrote: resume from another checkpoint") \
+                from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self._micro = state["micro"]

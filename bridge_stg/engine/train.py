@@ -7,22 +7,37 @@ resumed run starts at exactly the micro-batch it had reached and continues bit f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from bridge_stg.data.dataset import SkippedSample
 from bridge_stg.engine import components
-from bridge_stg.engine.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
-from bridge_stg.engine.distributed import DistContext, init_distributed, mean_over_ranks, shutdown
+from bridge_stg.engine.checkpoint import TrainState, find_resumable, load_checkpoint, read_meta, save_checkpoint
+from bridge_stg.engine.distributed import (
+    DistContext,
+    all_gather_objects,
+    any_over_ranks,
+    barrier,
+    init_distributed,
+    mean_over_ranks,
+    shutdown,
+)
+from bridge_stg.engine.errors import DivergenceError, ResumeError
 from bridge_stg.engine.evaluate import evaluate, log_with_references
+from bridge_stg.engine.resume import check_resume, config_changes
 from bridge_stg.engine.run_logging import MetricsLog, Throughput, plot_learning_curves, setup_logging
 from bridge_stg.engine.specs import RunSpec
 from bridge_stg.engine.task import GroundingTask
+from bridge_stg.integrity import read_json, replace_dir, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +118,12 @@ class Trainer:
             raise ValueError(f"{len(self.train_set)} training samples cannot fill one micro-batch of "
                              f"{spec.train.micro_batch_size} on each of {ctx.world_size} ranks")
         self.state = TrainState()
+        self.saved_state: TrainState | None = None  # the state of the newest checkpoint this run wrote or loaded
+        self.last_checkpoint: Path | None = None
+        self.resumed: dict | None = None
+        self.skipped_samples: list[str] = []  # unreadable samples this rank skipped
+        self.grad_norm = float("nan")
+        self.bad_in_a_row = 0
         self.metrics = MetricsLog(spec.run_dir, spec.logging, ctx.is_main, self.config)
         self.throughput = Throughput()
 
@@ -112,6 +133,8 @@ class Trainer:
         spec = self.spec
         if spec.train.resume:
             self._resume()
+        else:
+            self._refuse_to_overwrite()
         self._write_run_info()
         log.info("training %s: %d samples/epoch, %d micro-batches of %d per rank per step, %d ranks, engine %s",
                  spec.experiment, len(self.train_set), self.accumulation, spec.train.micro_batch_size,
@@ -123,7 +146,9 @@ class Trainer:
         while self.state.step < spec.train.max_steps:
             batch, skipped = next(batches)
             if skipped:
-                log.warning("skipped unreadable samples: %s", [s.sample_id for s in skipped])
+                self.skipped_samples.extend(s.sample_id for s in skipped)
+                log.warning("skipped unreadable samples (data.skip_bad_videos=true): %s",
+                            [s.sample_id for s in skipped])
             if batch is None:  # no readable sample: repeat the last micro-batch so that every rank still steps
                 if last_batch is None:
                     raise RuntimeError("the first micro-batch has no readable sample; see the skipped videos above")
@@ -132,11 +157,11 @@ class Trainer:
             window.append(self._micro_step(batch.to(self.ctx.device)))
             if self.state.micro_steps % self.accumulation:
                 continue
-            grad_norm = self.backend.optimizer_step()
-            self.state.step += 1
-            if progress is not None:
-                progress.update(1)
-            self._after_step(window, grad_norm)
+            if self._optimizer_step(window):
+                self.state.step += 1
+                if progress is not None:
+                    progress.update(1)
+                self._after_step(window)
             window = []
         if progress is not None:
             progress.close()
@@ -161,7 +186,69 @@ class Trainer:
                             logs.get("stats/decoder_tokens", 0.0) * len(batch))
         return logs
 
-    def _after_step(self, window: list[dict[str, float]], grad_norm: float) -> None:
+    def _optimizer_step(self, window: list[dict[str, float]]) -> bool:
+        """Step at an accumulation boundary unless the loss (on any rank) or the gradient norm is not finite;
+        whether the step was applied. ``train.max_bad_steps`` skipped steps in a row stop the run."""
+        bad_terms = sorted({k for w in window for k, v in w.items() if not k.startswith("stats/")
+                            and "/aux" not in k and not math.isfinite(v)})
+        bad_loss = any_over_ranks(bool(bad_terms))
+        self.grad_norm, applied = self.backend.optimizer_step()
+        if applied and bad_loss:
+            log.warning("step %d: a non-finite loss gave finite gradients and the engine applied the step",
+                        self.state.step + 1)
+        if applied:
+            self.bad_in_a_row = 0
+            return True
+        self.state.skipped_steps += 1
+        self.bad_in_a_row += 1
+        terms = sorted({t for ts in all_gather_objects(bad_terms) for t in ts})
+        lrs = self.backend.learning_rates()
+        log.warning("step %d not applied: %s (gradient norm %s; learning rates %s); %d in a row, %d in the run",
+                    self.state.step + 1, f"non-finite loss terms {terms}" if terms else "non-finite gradients",
+                    self.grad_norm, {k: f"{v:.3g}" for k, v in lrs.items()}, self.bad_in_a_row,
+                    self.state.skipped_steps)
+        self.metrics.write(self.state.step + 1, {"nonfinite/skipped_steps": self.state.skipped_steps,
+                                                 "nonfinite/terms": terms, "grad_norm": self.grad_norm,
+                                                 **{f"lr/{k}": v for k, v in lrs.items()}})
+        if self.bad_in_a_row >= self.spec.train.max_bad_steps:
+            raise DivergenceError(self._divergence_message(
+                f"the loss or the gradient norm was not finite in {self.bad_in_a_row} attempts in a row at step "
+                f"{self.state.step + 1}, each on new data, none applied (non-finite: "
+                f"{', '.join(terms) if terms else 'the gradients'})"))
+        return False
+
+    def _divergence_message(self, what: str) -> str:
+        checkpoint = self.last_checkpoint or "none (no checkpoint was saved)"
+        return (f"training diverged after step {self.state.step}: {what}. The newest checkpoint (finite weights, "
+                f"but possibly already on the way to diverging) is {checkpoint}. "
+                "Lower the learning rates (optim.lr_*), lengthen optim.warmup_steps or tighten optim.grad_clip, "
+                "then start again, or resume from that checkpoint with train.resume=true and "
+                "train.on_resume_change=apply")
+
+    def _check_finite_weights(self, what: str) -> None:
+        if any_over_ranks(not self.backend.trainable_are_finite()):
+            raise DivergenceError(self._divergence_message(f"the weights are not finite; {what} was not written"))
+
+    def _save(self) -> None:
+        self._check_finite_weights("the checkpoint")
+        path = save_checkpoint(self.backend, self.spec.run_dir, self.state, self.config, self.spec.train.keep_last,
+                               self.ctx)
+        self.last_checkpoint = path
+        self.saved_state = dataclasses.replace(self.state)
+
+    def _export(self, final: Path) -> None:
+        """``save_pretrained`` into ``<final>.tmp`` (every rank: ZeRO-3 gathers), then swap it in (rank 0)."""
+        tmp = final.with_name(final.name + ".tmp")
+        if self.ctx.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        barrier()
+        self.backend.export_model(tmp)
+        barrier()
+        if self.ctx.is_main:
+            replace_dir(tmp, final)
+        barrier()
+
+    def _after_step(self, window: list[dict[str, float]]) -> None:
         spec, step = self.spec, self.state.step
         if step % spec.train.log_every == 0 or step == spec.train.max_steps:
             keys = {k for w in window for k in w}
@@ -169,7 +256,13 @@ class Trainer:
             values = mean_over_ranks(means)
             record = {f"loss/{k}" if not k.startswith("stats/") else k: v for k, v in values.items()}
             record.update({f"lr/{k}": v for k, v in self.backend.learning_rates().items()})
-            record.update({"grad_norm": grad_norm, **{f"speed/{k}": v for k, v in self.throughput.rates().items()}})
+            record.update({"grad_norm": self.grad_norm,
+                           **{f"speed/{k}": v for k, v in self.throughput.rates().items()}})
+            skipped = sum(all_gather_objects(len(self.skipped_samples)))
+            if skipped:
+                record["data/skipped_samples"] = skipped
+            if self.state.skipped_steps:
+                record["nonfinite/skipped_steps"] = self.state.skipped_steps
             self.metrics.write(step, record)
             if self.ctx.is_main:
                 log.info("step %d/%d loss %.4f %s", step, spec.train.max_steps, record.get("loss/total", float("nan")),
@@ -178,7 +271,7 @@ class Trainer:
         if spec.train.eval_every and step % spec.train.eval_every == 0 and step < spec.train.max_steps:
             self._evaluate(f"eval/step_{step:08d}")
         if spec.train.save_every and step % spec.train.save_every == 0 and step < spec.train.max_steps:
-            save_checkpoint(self.backend, spec.run_dir, self.state, self.config, spec.train.keep_last, self.ctx)
+            self._save()
 
     def _evaluate(self, subdir: str) -> dict | None:
         if self.eval_set is None:
@@ -192,8 +285,16 @@ class Trainer:
 
     def _finish(self) -> dict | None:
         spec = self.spec
-        save_checkpoint(self.backend, spec.run_dir, self.state, self.config, spec.train.keep_last, self.ctx)
-        self.backend.export_model(spec.run_dir / "model")
+        if self.saved_state != self.state:  # a resumed finished run has nothing new to save
+            self._save()
+        self._check_finite_weights("the exported model")
+        self._export(spec.run_dir / "model")
+        skipped = sorted(s for ids in all_gather_objects(self.skipped_samples) for s in ids)
+        if skipped:
+            self.metrics.write(self.state.step, {"data/skipped_samples": len(skipped)})
+            if self.ctx.is_main:
+                log.warning("%d unreadable training samples were skipped (data.skip_bad_videos=true): %s",
+                            len(skipped), skipped[:20])
         metrics = self._evaluate("eval/final")
         if self.ctx.is_main and metrics is not None:
             log_with_references(metrics, self.eval_set.records, components.training_box_size(spec), spec,
@@ -207,20 +308,45 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ helpers
 
     def _resume(self) -> None:
-        path = latest_checkpoint(self.spec.run_dir)
+        train = self.spec.train
+        path = find_resumable(self.spec.run_dir, self.ctx, verify=train.verify_checkpoints)
         if path is None:
-            log.info("resume=true but no checkpoint in %s: starting from scratch", self.spec.run_dir)
+            log.info("train.resume=true but no checkpoint in %s: starting from scratch", self.spec.run_dir)
             return
+        changes = config_changes(read_meta(path)["config"], self.config)
+        for key, change in changes.items():
+            if change["kind"] == "free":
+                log.info("resuming with %s=%r (the checkpoint had %r)", key, change["now"], change["checkpoint"])
+        applied = check_resume(changes, train.on_resume_change, str(path))
         self.state = load_checkpoint(self.backend, path)
+        if applied:
+            self.backend.retarget(self.spec.optim, train.max_steps)
+            log.warning("resumed at step %d with new optimisation values (train.on_resume_change=apply): %s",
+                        self.state.step, {k: f"{v['checkpoint']!r} -> {v['now']!r}" for k, v in applied.items()})
+        self.last_checkpoint, self.saved_state = path, dataclasses.replace(self.state)
+        self.resumed = {"from": str(path), "step": self.state.step, "policy": train.on_resume_change,
+                        "changes": changes}
         log.info("resumed from %s (step %d)", path, self.state.step)
+
+    def _refuse_to_overwrite(self) -> None:
+        existing = sorted((self.spec.run_dir / "checkpoints").glob("step_*"))
+        if existing:
+            raise ResumeError(f"{self.spec.run_dir} already holds checkpoints ({existing[-1].name}, ...): a new run "
+                              "there would overwrite them. Pass train.resume=true to continue that run, or choose "
+                              "another hydra.run.dir")
 
     def _write_run_info(self) -> None:
         if self.ctx.is_main:
             from bridge_stg.engine.checkpoint import git_commit
 
+            path = self.spec.run_dir / "run.json"
             info = {"config": self.config, "git_commit": git_commit(), "world_size": self.ctx.world_size,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-            (self.spec.run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+            if self.resumed is not None:  # keep what the run started as; add this resume
+                earlier = read_json(path) if path.is_file() else {}
+                info = {**earlier, **info, "resumes": [*earlier.get("resumes", []),
+                                                       {**self.resumed, "started": info["started"]}]}
+            write_text_atomic(path, json.dumps(info, indent=2, default=str) + "\n")
 
     def _progress(self):
         if not (self.ctx.is_main and self.spec.logging.progress):

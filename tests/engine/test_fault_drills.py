@@ -1,0 +1,215 @@
+"""Fault drills on real training launches (``python scripts/train.py``, synthetic debug experiment, CPU).
+
+Default suite: divergence stops with a named error and no non-finite checkpoint; a resume never silently mixes two
+configurations; a new run never overwrites an old one; DeepSpeed state files are never unpickled.
+Slow (``-m slow``): SIGKILL at every point of a checkpoint save and at seeded random moments (also while a finished
+run resumes and re-exports), resuming after each, and the losses equal the uninterrupted run's. docs/reliability.md
+reports these drills.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bridge_stg.engine.checkpoint import KILL_AT_ENV, SAVE_POINTS
+from bridge_stg.engine.optim import lr_factor
+from bridge_stg.engine.specs import OptimSpec
+from bridge_stg.integrity import manifest_problems
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "BRIDGE_STG_DS_SKIP_SHM": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+LR_OVERRIDES = [f"optim.{k}={{lr}}" for k in ("lr_llm", "lr_heads", "lr_vision", "lr_new_tokens")]
+
+
+def command(run_dir: Path, work: Path, *overrides: str) -> list[str]:
+    return [sys.executable, str(REPO / "scripts" / "train.py"), "experiment=synthetic_debug",
+            f"hydra.run.dir={run_dir}", f"paths.data_dir={work / 'data'}", f"paths.output_root={work / 'runs'}",
+            "train.log_every=1", *overrides]
+
+
+def train(run_dir: Path, work: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(command(run_dir, work, *overrides), cwd=REPO, env=env or ENV, capture_output=True,
+                          text=True, timeout=600)
+
+
+def ok(out: subprocess.CompletedProcess) -> None:
+    assert out.returncode == 0, f"--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-5000:]}"
+
+
+def final_losses(run_dir: Path) -> dict[int, float]:
+    """The loss logged for each step, the last time it was logged (a killed attempt's rows come first)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {r["step"]: r["loss/total"] for r in rows if "loss/total" in r}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """Shared synthetic data and pretrained debug backbone (built by the first launch)."""
+    return tmp_path_factory.mktemp("drills")
+
+
+# ------------------------------------------------------------------------------------------------ default suite
+
+
+def test_divergence_stops_with_a_named_error_and_saves_nothing_non_finite(work):
+    run_dir = work / "diverge"
+    lrs = [o.format(lr=1e10) for o in LR_OVERRIDES]
+    out = train(run_dir, work, "train.max_steps=20", "train.save_every=1", "train.max_bad_steps=3", *lrs)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "error: training diverged after step 1" in out.stderr
+    assert "3 attempts in a row at step 2" in out.stderr and "checkpoints/step_00000001" in out.stderr
+    assert not (run_dir / "model").exists()
+    for weights in run_dir.glob("checkpoints/step_*/trainable.safetensors"):
+        assert all(torch.isfinite(t).all() for t in load_file(weights).values())
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["nonfinite/skipped_steps"] for r in rows if "nonfinite/terms" in r] == [1, 2, 3]
+    assert "total" in rows[-1]["nonfinite/terms"]
+
+
+def test_a_resume_applies_changed_values_only_on_purpose_and_never_overwrites(work):
+    run_dir = work / "policy"
+    ok(train(run_dir, work, "train.max_steps=2"))
+    again = train(run_dir, work, "train.max_steps=2")
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert "already holds checkpoints" in again.stderr and "train.resume=true" in again.stderr
+
+    refused = train(run_dir, work, "train.resume=true", "train.max_steps=4", "optim.lr_heads=0.002")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "optim.lr_heads: 0.001 in the checkpoint, 0.002 now" in refused.stderr
+    assert "train.max_steps: 2 in the checkpoint, 4 now" in refused.stderr
+    assert final_losses(run_dir).keys() == {1, 2}  # nothing trained
+
+    ok(train(run_dir, work, "train.resume=true", "train.max_steps=4", "optim.lr_heads=0.002",
+             "train.on_resume_change=apply"))
+    info = json.loads((run_dir / "run.json").read_text())
+    change = info["resumes"][-1]["changes"]["optim.lr_heads"]
+    assert (change["checkpoint"], change["now"]) == (0.001, 0.002) and info["config"]["optim"]["lr_heads"] == 0.002
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = {r["step"]: r for r in rows if "loss/total" in r}
+    assert sorted(steps) == [1, 2, 3, 4]
+    # step 3 of the new 4-step cosine from the new base (the old base would give half this)
+    assert steps[3]["lr/heads"] == pytest.approx(0.002 * lr_factor(3, 4, OptimSpec(lr_heads=0.002)))
+
+    changed_model = train(run_dir, work, "train.resume=true", "train.max_steps=4", "optim.lr_heads=0.002",
+                          "train.on_resume_change=apply", "model.decoder_dim=64")
+    assert changed_model.returncode == 1 and "model.decoder_dim" in changed_model.stderr
+
+
+def test_an_unreadable_video_stops_training_with_the_working_override_and_skipping_counts_it(work):
+    fixed = ("data=synthetic_fixed", "train.max_steps=2")  # the mp4 training split: 8 clips, one epoch
+    ok(train(work / "video_ok", work, *fixed))
+    videos = sorted((work / "data" / "synthetic_debug").rglob("train*/**/*.mp4")) or \
+        sorted((work / "data" / "synthetic_debug").rglob("*.mp4"))
+    train_videos = [v for v in videos if "train" in str(v.relative_to(work / "data"))]
+    assert train_videos, videos
+    train_videos[0].write_bytes(train_videos[0].read_bytes()[:200])  # truncated: no frame decodes
+
+    failed = train(work / "video_bad", work, *fixed, "data.num_workers=1")  # raised in a loader worker
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert train_videos[0].name in failed.stderr and "data.skip_bad_videos=true" in failed.stderr
+
+    ok(train(work / "video_skip", work, *fixed, "data.skip_bad_videos=true"))
+    rows = [json.loads(line) for line in (work / "video_skip" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r.get("data/skipped_samples", 0) for r in rows) >= 1
+
+
+def test_deepspeed_state_files_are_loaded_weights_only(tmp_path):
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    from bridge_stg.engine.deepspeed_backend import weights_only_checkpoint_engine
+
+    engine = weights_only_checkpoint_engine(None, None)
+    legit = tmp_path / "optim_states.pt"
+    torch.save({"zero_stage": ZeroStageEnum.gradients, "loss_scaler": LossScaler(1.0), "w": torch.ones(2)}, legit)
+    assert engine.load(str(legit))["zero_stage"] == ZeroStageEnum.gradients
+
+    marker = tmp_path / "code_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    tampered = tmp_path / "mp_rank_00_model_states.pt"
+    torch.save({"module": {"w": torch.ones(2)}, "extra": Payload()}, tampered)
+    import pickle
+
+    with pytest.raises(pickle.UnpicklingError, match="mp_rank_00_model_states.pt: refused to load"):
+        engine.load(str(tampered))
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------------ slow drills
+
+DRILL = ("train.max_steps=6", "train.save_every=1", "train.keep_last=2")
+
+
+def resume_until_done(run_dir: Path, work: Path, attempts: int = 5) -> None:
+    for _ in range(attempts):
+        out = train(run_dir, work, *DRILL, "train.resume=true")
+        if out.returncode == 0:
+            return
+        assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    raise AssertionError(f"{run_dir} did not resume to the end in {attempts} attempts:\n{out.stderr[-3000:]}")
+
+
+def assert_same_run(run_dir: Path, reference: dict[int, float]) -> None:
+    assert final_losses(run_dir) == reference
+    assert manifest_problems(run_dir / "model") == []
+    assert manifest_problems(max((run_dir / "checkpoints").glob("step_*"))) == []
+
+
+@pytest.mark.slow
+def test_kill_drills_always_resume_to_the_uninterrupted_losses(work):
+    """SIGKILL at each save point (on a seeded random save), at seeded random moments, and while a finished run
+    resumes; after each kill a plain ``train.resume=true`` finishes the run with the uninterrupted losses."""
+    rng = random.Random(12)
+    reference_dir = work / "reference"
+    ok(train(reference_dir, work, *DRILL))
+    reference = final_losses(reference_dir)
+    assert sorted(reference) == [1, 2, 3, 4, 5, 6]
+
+    for point in SAVE_POINTS:
+        if point == "moved_aside":  # reached only when a step is saved twice (tests/engine/test_checkpoints.py)
+            continue
+        run_dir = work / f"kill_{point}"
+        nth = rng.randint(1, 6)
+        killed = train(run_dir, work, *DRILL, env={**ENV, KILL_AT_ENV: f"{point}:{nth}"})
+        assert killed.returncode == -signal.SIGKILL, f"{point}:{nth} was not reached"
+        resume_until_done(run_dir, work)
+        assert_same_run(run_dir, reference)
+
+    run_dir = work / "kill_random"
+    delays = [rng.uniform(4.0, 14.0) for _ in range(4)]
+    for delay in delays:  # each attempt resumes the previous one and is killed after a random delay
+        overrides = (*DRILL, "train.resume=true") if run_dir.exists() else DRILL
+        process = subprocess.Popen(command(run_dir, work, *overrides), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        stderr = process.communicate()[1]
+        assert "Traceback" not in stderr, stderr[-3000:]
+    resume_until_done(run_dir, work)
+    assert_same_run(run_dir, reference)
+
+    # a finished run resumed again (it re-exports and re-evaluates), killed at random moments, then resumed
+    for delay in (rng.uniform(3.0, 10.0) for _ in range(2)):
+        process = subprocess.Popen(command(run_dir, work, *DRILL, "train.resume=true"), cwd=REPO, env=ENV,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+    resume_until_done(run_dir, work)
+    assert_same_run(run_dir, reference)
