@@ -211,6 +211,19 @@ def test_keep_ratio_out_of_range(tmp_path, ratio):
     ("data.synthetic.width_px", 100.5),
     ("model.backbone.path", "/nonexistent/qwen"),
     ("checkpoint", "/nonexistent/model"),
+    ("optim.lr_heads", -1e-4),
+    ("optim.lr_llm", float("nan")),
+    ("optim.grad_clip", -1.0),
+    ("optim.betas", [0.9, 1.0]),
+    ("optim.min_lr_ratio", 1.5),
+    ("optim.warmup_steps", -1),
+    ("train.max_bad_steps", 0),
+    ("train.keep_last", 0),
+    ("train.on_resume_change", "merge"),
+    ("eval.thresholds", [0.3, float("nan")]),
+    ("eval.thresholds", [1.5]),
+    ("pretrain.lr", float("inf")),
+    ("verify_checkpoint", "yes"),
 ])
 def test_bad_values_name_their_key(tmp_path, key, value):
     assert error_of(tmp_path, {key: value}).startswith(key)
