@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from bridge_stg.engine.distributed import DistContext, barrier, broadcast_object
 from bridge_stg.integrity import (
+    MANIFEST,
     DamagedFileError,
     fsync_dir,
     fsync_tree,
@@ -47,6 +48,7 @@ from bridge_stg.integrity import (
 log = logging.getLogger(__name__)
 
 POINTER = "latest"
+FORMAT = 2  # meta.json's "format": 2 and later always come with a manifest (1: written before manifests)
 META = "meta.json"
 NAME = re.compile(r"step_(\d{8})")
 PARTIAL_SUFFIXES = (".tmp", ".replaced")
@@ -108,7 +110,8 @@ def save_checkpoint(engine: Saveable, run_dir: Path, state: TrainState, config: 
     engine.save(tmp)
     barrier()
     if ctx.is_main:
-        meta = {**asdict(state), "world_size": ctx.world_size, "git_commit": git_commit(), "config": config}
+        meta = {**asdict(state), "format": FORMAT, "world_size": ctx.world_size, "git_commit": git_commit(),
+                "config": config}
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         _fault_point("engine_written")
         write_manifest(tmp)
@@ -216,8 +219,8 @@ def _checkpoint_problem(path: Path, verify: bool, need_manifest: bool = False) -
         return f"unreadable {META} ({err})"
     problems = manifest_problems(path, hashes=verify)
     if problems is None:
-        if need_manifest or not any(p.name != META for p in path.iterdir()):
-            return "incomplete (no manifest)"
+        if need_manifest or meta.get("format", 1) >= FORMAT or not any(p.name != META for p in path.iterdir()):
+            return f"incomplete (no {MANIFEST})"
         log.warning("%s has no manifest (written before manifests existed): resumed from unverified", path)
         return None
     return "; ".join(problems[:3]) if problems else None

@@ -242,10 +242,10 @@ class BridgeSTG(nn.Module):
         """Load a saved model for inference or further training (no training config needed; never unpickles).
         Its manifest is verified first; ``verify=False`` skips that (a damaged file may then load silently)."""
         directory = Path(directory)
+        if verify:  # first: it also names a missing config file; warns when there is no manifest
+            verify_manifest(directory, "saved model", VERIFY_OPT_OUT)
         if not (directory / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{directory} is not a saved Bridge-STG model (no {CONFIG_FILE})")
-        if verify:
-            verify_manifest(directory, "saved model", VERIFY_OPT_OUT)
         cfg = config_from_dict(read_json(directory / CONFIG_FILE))
         if backbone_path is not None:
             cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, path=backbone_path))

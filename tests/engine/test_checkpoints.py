@@ -6,6 +6,7 @@ training process at) and leaves the folder as the process would: the next resume
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -242,3 +243,18 @@ def test_a_non_finite_gradient_leaves_the_weights_untouched():
     weight.grad = torch.ones(3)
     optimizer.step()
     assert not optimizer.overflow and not torch.equal(weight.detach(), torch.ones(3))
+
+
+def test_a_deleted_manifest_fails_but_a_checkpoint_from_before_manifests_resumes(tmp_path):
+    save(tmp_path, 1, 1)
+    newest = save(tmp_path, 2, 2)
+    (newest / MANIFEST).unlink()
+    assert resume(tmp_path) == (1, 1)  # written with a manifest: its loss is damage
+
+    legacy = tmp_path / "legacy"
+    old = save(legacy, 3, 3)
+    (old / MANIFEST).unlink()
+    meta = checkpoint.read_json(old / "meta.json")
+    del meta["format"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    assert resume(legacy) == (3, 3)
