@@ -85,13 +85,14 @@ def kill_drill(work: Path, kills: int, rng: random.Random, reference: dict[int, 
     third one a chain: the resume of a killed run is killed again), and while a finished run resumes."""
     cases = []
 
-    def finish(name: str, run_dir: Path, how: str, status: int, stderr: str) -> None:
+    def finish(name: str, run_dir: Path, how: str, launches: list[tuple[int, str]]) -> None:
         left = on_disk(run_dir)
         outcome = resume_to_end(run_dir, work)
         same = outcome["error"] is None and losses(run_dir) == reference
         model_ok = manifest_problems(run_dir / "model") == []
-        cases.append({"case": name, "kill": how, "killed": status == -signal.SIGKILL, "left_on_disk": left,
-                      **outcome, "tracebacks": outcome["tracebacks"] + ("Traceback" in stderr),
+        cases.append({"case": name, "kill": how, "launches": len(launches),
+                      "killed": sum(status == -signal.SIGKILL for status, _ in launches), "left_on_disk": left,
+                      **outcome, "tracebacks": outcome["tracebacks"] + sum("Traceback" in e for _, e in launches),
                       "same_losses": same, "model_verifies": model_ok})
         print(f"  {name}: {how} -> {left} -> resumed in {outcome['resumes']}, same losses {same}", flush=True)
 
@@ -100,23 +101,22 @@ def kill_drill(work: Path, kills: int, rng: random.Random, reference: dict[int, 
             continue
         nth = rng.randint(1, 6)
         run_dir = work / f"point_{point}"
-        status, stderr = launch(run_dir, work, env={**ENV, KILL_AT_ENV: f"{point}:{nth}"})
-        finish(f"save point {point}", run_dir, f"at the {nth}. save", status, stderr)
+        launches = [launch(run_dir, work, env={**ENV, KILL_AT_ENV: f"{point}:{nth}"})]
+        finish(f"save point {point}", run_dir, f"at the {nth}. save", launches)
     for i in range(kills):
         run_dir = work / f"random_{i}"
         delays = [rng.uniform(0.5, duration) for _ in range(2 if i % 3 == 2 else 1)]
-        for delay in delays:
-            status, stderr = launch(run_dir, work, *(["train.resume=true"] if run_dir.exists() else []),
-                                    kill_after=delay)
-        finish(f"random {i}", run_dir, " then ".join(f"after {d:.1f} s" for d in delays), status, stderr)
+        launches = [launch(run_dir, work, *(["train.resume=true"] if run_dir.exists() else []), kill_after=delay)
+                    for delay in delays]
+        finish(f"random {i}", run_dir, " then ".join(f"after {d:.1f} s" for d in delays), launches)
     # a finished run resumed again (it only re-exports and re-evaluates), killed on the way
     source = work / "random_0" if kills else work / "reference"
     for i in range(max(1, kills // 3)):
         run_dir = work / f"finished_{i}"
         shutil.copytree(source, run_dir)
-        delay = rng.uniform(2.0, 10.0)
-        status, stderr = launch(run_dir, work, "train.resume=true", kill_after=delay)
-        finish(f"finished run {i}", run_dir, f"resumed, killed after {delay:.1f} s", status, stderr)
+        delay = rng.uniform(0.5, 0.8 * duration)  # it only loads, exports and evaluates: shorter than a run
+        launches = [launch(run_dir, work, "train.resume=true", kill_after=delay)]
+        finish(f"finished run {i}", run_dir, f"resumed, killed after {delay:.1f} s", launches)
     return cases
 
 
@@ -220,8 +220,9 @@ def main() -> None:
     out = args.json or work / "drills.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     resumed = sum(c["same_losses"] and c["model_verifies"] for c in kills)
-    print(f"\nkills: {len(kills)} cases, {resumed} resumed to the uninterrupted losses with a verified model, "
-          f"{sum(c['tracebacks'] for c in kills)} tracebacks, {sum(c['killed'] for c in kills)} actually killed")
+    print(f"\nkills: {len(kills)} cases ({sum(c['launches'] for c in kills)} launches, "
+          f"{sum(c['killed'] for c in kills)} killed, the others had finished), {resumed} resumed to the "
+          f"uninterrupted losses with a verified model, {sum(c['tracebacks'] for c in kills)} tracebacks")
     print(f"damaged files: {len(damage)} cases, {sum(c['named'] for c in damage)} named")
     print(f"record: {out} ({record['seconds']} s)")
     if resumed < len(kills) or not all(c["named"] for c in damage):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import sys
 
@@ -27,10 +28,12 @@ def explained_errors():
     from bridge_stg.data.video_io import VideoReadError
     from bridge_stg.integrity import DamagedFileError
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    label = f"error [rank {os.environ.get('RANK', '0')}]" if world > 1 else "error"  # torchrun: whose
     try:
         yield
     except (RunError, DamagedFileError, AnnotationError, VideoReadError, pickle.UnpicklingError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"{label}: {err}", file=sys.stderr)
         sys.exit(1)
     except RuntimeError as err:  # a loader worker's error comes back as a RuntimeError holding its traceback
         text = str(err)
@@ -38,5 +41,5 @@ def explained_errors():
         found = [name for name in names if text.startswith("Caught ") and f"{name}: " in text]
         if not found:
             raise
-        print(f"error: {text.rsplit(f'{found[0]}: ', 1)[1].strip()}", file=sys.stderr)
+        print(f"{label}: {text.rsplit(f'{found[0]}: ', 1)[1].strip()}", file=sys.stderr)
         sys.exit(1)
