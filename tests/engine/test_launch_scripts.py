@@ -147,7 +147,13 @@ def test_slurm_job_runs_multi_node_once_per_node(tmp_path: Path) -> None:
     assert srun.group(1).startswith("--nodes 2 --ntasks-per-node 1 --kill-on-bad-exit=1 bash ")
     assert srun.group(1).endswith("scripts/launch/multi_node.sh 8 experiment=x train.seed=1")
     run_dir, master_addr, master_port, nnodes = srun.groups()[1:]
-    assert re.fullmatch(re.escape(str(tmp_path / "runs" / "x")) + r"/[\d_-]+_job12345", run_dir)
+    assert run_dir == str(tmp_path / "runs" / "x" / "job12345")
     assert (master_addr, master_port, nnodes) == ("gpu-a01", str(20000 + 12345), "2")
     assert f"--rdzv_endpoint gpu-a01:{master_port} --rdzv_id 12345" in result.stdout
     assert f"hydra.run.dir={run_dir}" in result.stdout
+    assert "train.resume" not in result.stdout
+
+    requeued = run("slurm.sbatch", "experiment=x", "train.seed=1", cwd=tmp_path, **env, SLURM_RESTART_COUNT="1")
+    assert requeued.returncode == 0, requeued.stderr
+    assert "multi_node.sh 8 experiment=x train.seed=1 train.resume=true" in requeued.stdout
+    assert f"hydra.run.dir={run_dir}" in requeued.stdout  # the same run directory: the resume finds it
