@@ -44,7 +44,7 @@ from bridge_stg.data.frames import FrameBudget, select_frames
 from bridge_stg.data.synthetic import load_split
 from bridge_stg.eval.baselines import BASELINES, SAMPLED_GT_SPAN, evaluate_baselines, mean_box_size
 from bridge_stg.eval.published import ResultRow
-from bridge_stg.eval.tables import MISSING_MARKDOWN, format_value, row_from_metrics
+from bridge_stg.eval.tables import MISSING_MARKDOWN, format_value, metric_label, row_from_metrics
 
 TRAIN_COMMAND = "python scripts/train.py"
 FINAL_METRICS = Path("eval") / "final" / "metrics.json"
@@ -54,7 +54,6 @@ BASELINE_STYLES = {BASELINES[0]: "tab:gray", BASELINES[1]: "black", SAMPLED_GT_S
 # the seed varies within a row; the experiment names it; the others change how a run logs, not what it learns
 ROW_NEUTRAL_OVERRIDES = ("train.seed", "experiment", "logging.progress", "logging.wandb")
 DEFAULT_REFERENCE = "synthetic"
-SEED_METRIC_LABELS = {"tiou": "m_tIoU", "viou": "m_vIoU", "gt_viou": "m_gt_vIoU"}  # plus vIoU@<threshold> columns
 DELTA_KEYS = ("tiou", "viou", "gt_viou")
 MALFORMED_KEY = "malformed_generations"
 NOISE_RULE = ("`*`: |Δ| > 2·sqrt(s_a²/n_a + s_b²/n_b), twice the standard error of the difference of the means "
@@ -441,10 +440,6 @@ def seed_rows(groups: Sequence[SeedGroup], keys: Sequence[str], reference: str |
                     None if base is None or g.name == reference else
                     {key: delta(stats[g.name][key], base[key]) for key in DELTA_KEYS})
             for g in groups if g.scored]
-
-
-def metric_label(key: str) -> str:
-    return SEED_METRIC_LABELS.get(key) or f"vIoU@{key.removeprefix('viou@')}"
 
 
 def format_stats(stats: SeedStats | None) -> str:

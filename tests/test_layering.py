@@ -18,6 +18,17 @@ FORBIDDEN = {
               "deepspeed"],
     "loss": ["bridge_stg.data", "bridge_stg.engine", "hydra", "omegaconf", "deepspeed"],
     "data": ["bridge_stg.model", "bridge_stg.loss", "bridge_stg.engine", "hydra", "omegaconf", "deepspeed"],
+    "cli": ["bridge_stg.engine", "bridge_stg.model", "bridge_stg.loss", "hydra", "omegaconf", "deepspeed"],
+    "engine": ["bridge_stg.cli"],
+}
+# third-party packages -> the only modules that may import them (the adapter, the tiny-checkpoint builder, the
+# config builder, the DeepSpeed engine)
+CONFINED = {
+    "transformers": ["model/mllm.py", "model/tiny.py", "model/coupled.py"],
+    "peft": ["model/mllm.py"],
+    "omegaconf": ["engine/builder.py"],
+    "hydra": ["engine/builder.py"],
+    "deepspeed": ["engine/deepspeed_backend.py"],
 }
 
 
@@ -43,4 +54,15 @@ def test_package_respects_the_import_order(package):
         for name in runtime_imports(path):
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[package]):
                 bad.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
+    assert bad == []
+
+
+@pytest.mark.parametrize("package", sorted(CONFINED))
+def test_third_party_packages_are_imported_in_one_place(package):
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel not in CONFINED[package] and any(n == package or n.startswith(package + ".")
+                                                for n in runtime_imports(path)):
+            bad.append(f"bridge_stg/{rel} imports {package}")
     assert bad == []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bridge_stg.eval.output_paths import check_distinct, check_output_file
 from bridge_stg.eval.protocols import PROTOCOL_NAMES, check_thresholds
+from bridge_stg.eval.tables import format_summary
 from bridge_stg.integrity import write_atomic
 
 DATASETS = ("vidstg", "hcstvg_v1", "hcstvg_v2")
@@ -42,44 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "annotation file name)")
     p.add_argument("--name", default=None, help="row label for tables (default: the prediction file's stem)")
     return p
-
-
-def _label(name: str) -> str:
-    return {"tiou": "m_tIoU", "viou": "m_vIoU", "gt_viou": "m_gt_vIoU"}.get(name, name.replace("viou", "vIoU"))
-
-
-def format_summary(metrics: dict) -> str:
-    """A readable table of a metrics dict (values x100)."""
-    groups = [t for t in ("declarative", "interrogative") if f"{t}_viou" in metrics] or [""]
-    prefix0 = f"{groups[0]}_" if groups[0] else ""
-    at = sorted({k.split("@")[1] for k in metrics if k.startswith(prefix0 + "viou@")}, key=float)
-    names = ["tiou", "viou", *(f"viou@{t}" for t in at), "gt_viou", *(f"gt_viou@{t}" for t in at)]
-    width = max(12, *(len(_label(n)) + 2 for n in names))
-    lines = [f"protocol: {metrics['protocol']}   sentences: {metrics['count']}",
-             f"{'':<20}" + "".join(f"{_label(n):>{width}}" for n in names)]
-    for g in groups:
-        prefix = f"{g}_" if g else ""
-        label = f"{g} ({metrics[prefix + 'count']})" if g else "all"
-        lines.append(f"{label:<20}" + "".join(f"{100 * metrics[prefix + n]:>{width}.2f}" for n in names))
-    if "average_viou" in metrics:
-        lines.append(f"average m_vIoU: {100 * metrics['average_viou']:.2f}")
-    if metrics["missing_predictions"] or metrics["missing_boxes"]:
-        lines.append(f"scored as 0: {metrics['missing_predictions']} missing sentences, "
-                     f"{metrics['missing_boxes']} missing GT-frame boxes")
-    return "\n".join(lines)
-
-
-def format_rows(rows: dict[str, dict]) -> str:
-    """One line per named metrics dict (values x100): m_tIoU, m_vIoU, vIoU at each threshold, m_gt_vIoU."""
-    first = next(iter(rows.values()))
-    at = sorted({k.split("@")[1] for k in first if k.startswith("viou@")}, key=float)
-    names = ["tiou", "viou", *(f"viou@{t}" for t in at), "gt_viou"]
-    label_width = max(20, *(len(name) + 2 for name in rows))
-    width = max(12, *(len(_label(n)) + 2 for n in names))
-    lines = [f"{'':<{label_width}}" + "".join(f"{_label(n):>{width}}" for n in names)]
-    for name, metrics in rows.items():
-        lines.append(f"{name:<{label_width}}" + "".join(f"{100 * metrics[n]:>{width}.2f}" for n in names))
-    return "\n".join(lines)
 
 
 def check_args(args: argparse.Namespace) -> None:

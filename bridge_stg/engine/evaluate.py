@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from bridge_stg.cli.score import format_rows, format_summary
 from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.data.dataset import GroundingDataset, SkippedSample, drop_skipped
 from bridge_stg.data.frames import select_frames
@@ -29,6 +28,7 @@ from bridge_stg.eval.metrics import PredictionTable, score, summarize
 from bridge_stg.eval.postprocess import tube_from_prediction
 from bridge_stg.eval.prediction_files import write_reference, write_tubes
 from bridge_stg.eval.protocols import Protocol, build_targets, get_protocol
+from bridge_stg.eval.tables import format_rows, format_summary
 from bridge_stg.integrity import write_text_atomic
 from bridge_stg.model.bridge_stg import BridgeSTG
 from bridge_stg.structures import SentenceRecord, TubePrediction

@@ -74,8 +74,11 @@ class SkippingCollator:
         return (self.collator(kept) if kept else None), skipped
 
 
-def _seed_for(seed: int, micro_step: int, rank: int) -> int:
-    return (seed * 1_000_003 + micro_step) * 64 + rank
+def _seed_for(seed: int, micro_step: int, rank: int, world_size: int = 1) -> int:
+    """The RNG seed of one rank's micro-step: distinct for every (micro-step, rank) of a run. Ranks are spaced by
+    ``max(64, world_size)``, so runs of up to 64 ranks keep the seeds they always had and larger ones never share one.
+    (Across seeds, ``seed`` and ``seed + 1`` would meet only after 1,000,003 micro-steps.)"""
+    return (seed * 1_000_003 + micro_step) * max(64, world_size) + rank
 
 
 def make_backend(task: GroundingTask, spec: RunSpec, ctx: DistContext, accumulation: int):
@@ -178,7 +181,7 @@ class Trainer:
                           prefetch_factor=4 if workers else None)
 
     def _micro_step(self, batch) -> dict[str, float]:
-        seed = _seed_for(self.spec.train.seed, self.state.micro_steps, self.ctx.rank)
+        seed = _seed_for(self.spec.train.seed, self.state.micro_steps, self.ctx.rank, self.ctx.world_size)
         torch.manual_seed(seed)  # dropout etc.: a function of (seed, step, rank), so resuming needs no RNG state
         logs = self.backend.train_micro(batch, torch.Generator().manual_seed(seed))
         self.state.micro_steps += 1

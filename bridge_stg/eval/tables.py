@@ -33,7 +33,6 @@ MISSING_LATEX = "--"
 PROTOCOL_NOTE = "rows with different protocols are not directly comparable"
 
 _TITLES = {VIDSTG: "VidSTG", HCSTVG_V1: "HC-STVG v1", HCSTVG_V2: "HC-STVG v2", SYNTHETIC: "Synthetic benchmark"}
-_METRIC_LABELS = {"tiou": "m_tIoU", "viou": "m_vIoU", "viou@0.3": "vIoU@0.3", "viou@0.5": "vIoU@0.5"}
 _GROUPS = {"declarative": ("Declarative", "Decl."), "interrogative": ("Interrogative", "Int.")}
 _LATEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"} | {
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
@@ -54,7 +53,7 @@ def columns(dataset: str) -> list[Column]:
     for key in metric_keys(dataset):
         group = next((g for g in _GROUPS if key.startswith(f"{g}_")), None)
         metric = key.removeprefix(f"{group}_") if group else key
-        label = "Avg. m_vIoU" if key == AVERAGE_VIOU else _METRIC_LABELS[metric]
+        label = "Avg. m_vIoU" if key == AVERAGE_VIOU else metric_label(metric)
         out.append(Column(key, group, label))
     return out
 
@@ -200,3 +199,45 @@ def load_metrics_row(path: str | Path) -> ResultRow:
     if not isinstance(metrics, dict):
         raise ValueError(f"{path}: a metrics file holds a JSON object, got {type(metrics).__name__}")
     return row_from_metrics(metrics, str(path), path.stem)
+
+
+# ------------------------------------------------------------------------------------------------ console tables
+
+
+def metric_label(name: str) -> str:
+    """How a metric key is printed: ``tiou`` -> m_tIoU, ``viou@0.5`` -> vIoU@0.5, ``gt_viou`` -> m_gt_vIoU."""
+    return {"tiou": "m_tIoU", "viou": "m_vIoU", "gt_viou": "m_gt_vIoU"}.get(name, name.replace("viou", "vIoU"))
+
+
+def format_summary(metrics: dict) -> str:
+    """A readable table of a metrics dict (values x100)."""
+    groups = [t for t in ("declarative", "interrogative") if f"{t}_viou" in metrics] or [""]
+    prefix0 = f"{groups[0]}_" if groups[0] else ""
+    at = sorted({k.split("@")[1] for k in metrics if k.startswith(prefix0 + "viou@")}, key=float)
+    names = ["tiou", "viou", *(f"viou@{t}" for t in at), "gt_viou", *(f"gt_viou@{t}" for t in at)]
+    width = max(12, *(len(metric_label(n)) + 2 for n in names))
+    lines = [f"protocol: {metrics['protocol']}   sentences: {metrics['count']}",
+             f"{'':<20}" + "".join(f"{metric_label(n):>{width}}" for n in names)]
+    for g in groups:
+        prefix = f"{g}_" if g else ""
+        label = f"{g} ({metrics[prefix + 'count']})" if g else "all"
+        lines.append(f"{label:<20}" + "".join(f"{100 * metrics[prefix + n]:>{width}.2f}" for n in names))
+    if "average_viou" in metrics:
+        lines.append(f"average m_vIoU: {100 * metrics['average_viou']:.2f}")
+    if metrics["missing_predictions"] or metrics["missing_boxes"]:
+        lines.append(f"scored as 0: {metrics['missing_predictions']} missing sentences, "
+                     f"{metrics['missing_boxes']} missing GT-frame boxes")
+    return "\n".join(lines)
+
+
+def format_rows(rows: dict[str, dict]) -> str:
+    """One line per named metrics dict (values x100): m_tIoU, m_vIoU, vIoU at each threshold, m_gt_vIoU."""
+    first = next(iter(rows.values()))
+    at = sorted({k.split("@")[1] for k in first if k.startswith("viou@")}, key=float)
+    names = ["tiou", "viou", *(f"viou@{t}" for t in at), "gt_viou"]
+    label_width = max(20, *(len(name) + 2 for name in rows))
+    width = max(12, *(len(metric_label(n)) + 2 for n in names))
+    lines = [f"{'':<{label_width}}" + "".join(f"{metric_label(n):>{width}}" for n in names)]
+    for name, metrics in rows.items():
+        lines.append(f"{name:<{label_width}}" + "".join(f"{100 * metrics[n]:>{width}.2f}" for n in names))
+    return "\n".join(lines)
