@@ -85,3 +85,30 @@ class BridgeSTGConfig:
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        """A model built without the config builder is checked too; the message starts with the field's path."""
+        problem = self.problem()
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+
+    def problem(self) -> tuple[str, str] | None:
+        """The first invalid value as (field path, what is wrong and the fix), or None."""
+        if not self.backbone_layers:
+            return "backbone_layers", "empty: list at least one LLM layer, e.g. [-1]"
+        for key, value in (("num_bridge_tokens", self.num_bridge_tokens), ("decoder.num_layers",
+                                                                           self.decoder.num_layers)):
+            if value < 1:
+                return key, f"must be >= 1, got {value}"
+        if not 0 < self.selection.keep_ratio <= 1:
+            return "selection.keep_ratio", f"must be in (0, 1] (1 keeps every token), got {self.selection.keep_ratio}"
+        if self.selection.num_positive < 1 or self.selection.num_negative < 0:
+            return "selection.num_positive", (f"must be >= 1 and selection.num_negative >= 0, got "
+                                              f"{self.selection.num_positive} and {self.selection.num_negative}")
+        for key, heads in (("decoder.num_heads", self.decoder.num_heads),
+                           ("temporal.num_heads", self.temporal.num_heads)):
+            if heads < 1 or self.decoder_dim % heads:
+                return key, f"({heads}) must divide decoder_dim ({self.decoder_dim})"
+        if self.backbone.llm == "lora" and self.backbone.lora_rank < 1:
+            return "backbone.lora_rank", f"must be >= 1 with backbone.llm=lora, got {self.backbone.lora_rank}"
+        return None

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
@@ -200,3 +201,13 @@ def test_position_cue_shifts_stop_at_the_clip_ends():
     prev_shift, next_shift = cue[0, :3, 2:4] / SHIFT_SCALE, cue[0, :3, 4:] / SHIFT_SCALE
     torch.testing.assert_close(prev_shift, torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.2, -0.1]]))
     torch.testing.assert_close(next_shift, torch.tensor([[0.1, 0.0], [0.2, -0.1], [0.0, 0.0]]))  # not the padding
+
+
+@pytest.mark.parametrize("overrides,path", [
+    ({"backbone_layers": ()}, "backbone_layers"),
+    ({"decoder": DecoderConfig(num_heads=3)}, "decoder.num_heads"),
+    ({"selection": SelectionConfig(keep_ratio=0.0)}, "selection.keep_ratio"),
+])
+def test_a_config_built_without_the_builder_is_checked_too(overrides, path):
+    with pytest.raises(ValueError, match=rf"^{re.escape(path)}: "):
+        BridgeSTGConfig(**overrides)
