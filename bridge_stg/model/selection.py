@@ -19,10 +19,11 @@ def _pick(candidates_BT: torch.Tensor, count: int, generator: torch.Generator | 
     score = torch.where(candidates_BT, noise, torch.full_like(noise, -1.0))
     top = score.topk(min(count, candidates_BT.shape[1]), dim=1)
     idx = torch.where(top.values >= 0, top.indices, torch.full_like(top.indices, -1))
-    return nn_pad(idx, count)
+    return pad_missing(idx, count)
 
 
-def nn_pad(idx: torch.Tensor, width: int) -> torch.Tensor:
+def pad_missing(idx: torch.Tensor, width: int) -> torch.Tensor:
+    """Right-pad index rows ``[B, n]`` to ``[B, width]`` with -1, the "no index" marker."""
     if idx.shape[1] >= width:
         return idx
     return torch.cat([idx, idx.new_full((idx.shape[0], width - idx.shape[1]), -1)], dim=1)
