@@ -15,6 +15,19 @@ is_count() {
   [[ $1 =~ ^[1-9][0-9]*$ ]]
 }
 
+# check_leading_count MIN ARGS...: -h/--help prints the usage (exit 0); fewer than MIN arguments or a first one that
+# is not a positive count prints it too (exit 2). Each launcher defines usage().
+check_leading_count() {
+  local min=$1
+  shift
+  if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+    usage 0
+  fi
+  if (($# < min)) || ! is_count "${1:-}"; then
+    usage
+  fi
+}
+
 # experiment_of OVERRIDES...: the value of the last `experiment=...` override, or nothing (Hydra's last one wins).
 experiment_of() {
   local arg name=""

@@ -44,12 +44,7 @@ hint_for() {
 }
 
 main() {
-  if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-    usage 0
-  fi
-  if (($# < 1)) || ! is_count "$1"; then
-    usage
-  fi
+  check_leading_count 1 "$@"
   local gpus_per_node=$1
   shift
   require_env RUN_DIR NNODES MASTER_ADDR

@@ -25,12 +25,7 @@ USAGE
 }
 
 main() {
-  if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-    usage 0
-  fi
-  if (($# < 2)) || ! is_count "$1"; then
-    usage
-  fi
+  check_leading_count 2 "$@"
   local num_gpus=$1
   shift
   local experiment
