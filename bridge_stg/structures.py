@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+FRAMES_PER_CHUNK = 2  # sampled frames per temporal chunk: Qwen2-VL's temporal patch size (C = T / 2)
 SentenceType = Literal["declarative", "interrogative"]
 TubeEndConvention = Literal["exclusive", "inclusive"]
 

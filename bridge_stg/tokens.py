@@ -1,4 +1,4 @@
-"""The special tokens Bridge-STG adds to a Qwen2-VL vocabulary.
+"""The special tokens Bridge-STG adds to a Qwen2-VL vocabulary, and the label of unsupervised positions.
 
 Kept in the lowest layer because both the collator (``data``) and the backbone adapter (``model``) need them, and
 ``model`` does not import ``data``.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+IGNORE_INDEX = -100  # the label of a sequence position that no loss reads (the Hugging Face convention)
 
 
 @dataclass(frozen=True)

@@ -56,13 +56,12 @@ from bridge_stg.engine.task import GroundingTask
 from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG
 from bridge_stg.model.config import BackboneConfig, BridgeSTGConfig, DecoderConfig, TemporalHeadConfig
-from bridge_stg.model.mllm import resolve_attn_implementation
+from bridge_stg.model.mllm import model_class, resolve_attn_implementation
 from bridge_stg.model.tiny import (
     build_small_tokenizer,
     build_tiny_config,
     build_tiny_processor,
     load_qwen2_tokenizer,
-    model_class,
     qwen2_tokenizer_dir,
 )
 from bridge_stg.structures import GroundingSample

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bridge_stg.structures import GroundingSample
+from bridge_stg.structures import FRAMES_PER_CHUNK, GroundingSample
 from bridge_stg.text.prompt import (
     VISION_END,
     GroundingTokens,
@@ -46,10 +46,9 @@ from bridge_stg.text.prompt import (
     grounding_layout,
     query_char_span,
 )
+from bridge_stg.tokens import IGNORE_INDEX
 
 Family = Literal["qwen2_vl", "qwen2_5_vl"]
-IGNORE_INDEX = -100
-FRAMES_PER_CHUNK = 2
 
 
 @dataclass

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from bridge_stg.data.frames import FrameBudget, fit_to_pixel_budget, resize_frames, sample_window, select_frames
 from bridge_stg.data.synthetic import SyntheticConfig, make_scene, render_scene, scene_record
 from bridge_stg.data.video_io import VideoReadError, read_frames
+from bridge_stg.ops.boxes import xyxy_to_cxcywh
 from bridge_stg.ops.sampling import span_to_indices
 from bridge_stg.structures import GroundingSample, SentenceRecord, Task
 from bridge_stg.text.answers import format_answer
@@ -58,8 +59,8 @@ def boxes_on_frames(record: SentenceRecord, frame_ids: np.ndarray, tube: tuple[i
         return boxes, np.zeros(len(frame_ids), dtype=bool)
     pos = np.minimum(np.searchsorted(record.box_frame_ids, frame_ids), len(record.box_frame_ids) - 1)
     mask = (record.box_frame_ids[pos] == frame_ids) & (frame_ids >= tube[0]) & (frame_ids < tube[1])
-    x1, y1, x2, y2 = (record.boxes_xyxy_px[pos[mask]] / [record.width, record.height, record.width, record.height]).T
-    boxes[mask] = np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1)
+    scale = [record.width, record.height, record.width, record.height]
+    boxes[mask] = xyxy_to_cxcywh(record.boxes_xyxy_px[pos[mask]] / scale)
     return boxes, mask
 
 
@@ -183,8 +184,9 @@ def _read_image(path: Path) -> np.ndarray:
 
 def drop_skipped(items: Sequence[GroundingSample | SkippedSample]) -> tuple[list[GroundingSample],
                                                                           list[SkippedSample]]:
-    """Split a list of dataset items into real samples and skipped ones (for the collation step's report)."""
-    kept = [x for x in items if isinstance(x, GroundingSample)]
+    """Split a list of dataset items into the readable samples and the skipped ones, each in order (for the
+    collation step's report)."""
+    kept = [x for x in items if not isinstance(x, SkippedSample)]
     return kept, [x for x in items if isinstance(x, SkippedSample)]
 
 

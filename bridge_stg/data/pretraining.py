@@ -39,8 +39,9 @@ from bridge_stg.data.synthetic import (
     make_scene,
     render_scene,
 )
+from bridge_stg.ops.boxes import xyxy_to_cxcywh
+from bridge_stg.structures import FRAMES_PER_CHUNK
 
-FRAMES_PER_CHUNK = 2
 MOTIONS = (STILL, "left", "right", "up", "down")
 MOTION_PHRASES = {
     STILL: ("still", "stays still"),
@@ -79,7 +80,7 @@ def object_phrase(scene: Scene, index: int) -> str:
 def chunk_motions(boxes_xyxy_px: np.ndarray, frame_ids: np.ndarray, min_shift_px: float = 0.5) -> list[str]:
     """Per two-frame chunk, the direction (one of :data:`MOTIONS`) of the box centre's move from the chunk's first
     sampled frame to its second: the larger axis decides, and a move under ``min_shift_px`` is ``still``."""
-    centres = (boxes_xyxy_px[frame_ids, :2] + boxes_xyxy_px[frame_ids, 2:]) / 2
+    centres = xyxy_to_cxcywh(boxes_xyxy_px[frame_ids])[:, :2]
     motions = []
     for c in range(len(frame_ids) // FRAMES_PER_CHUNK):
         dx, dy = centres[FRAMES_PER_CHUNK * c + 1] - centres[FRAMES_PER_CHUNK * c]
@@ -98,9 +99,9 @@ def track_captions(scene: Scene, index: int, frame_ids: np.ndarray, rng: np.rand
     height, width = scene.background_rgb.shape[:2]
     captions = []
     for c, motion in enumerate(chunk_motions(boxes, frame_ids)):
-        x1, y1, x2, y2 = boxes[frame_ids[FRAMES_PER_CHUNK * c]]
-        col = min(POSITION_CELLS - 1, int((x1 + x2) / 2 / width * POSITION_CELLS))
-        row = min(POSITION_CELLS - 1, int((y1 + y2) / 2 / height * POSITION_CELLS))
+        cx, cy = xyxy_to_cxcywh(boxes[frame_ids[FRAMES_PER_CHUNK * c]])[:2]
+        col = min(POSITION_CELLS - 1, int(cx / width * POSITION_CELLS))
+        row = min(POSITION_CELLS - 1, int(cy / height * POSITION_CELLS))
         phrases = MOTION_PHRASES[motion]
         captions.append(f" {phrases[rng.integers(len(phrases))]} {col},{row};\n")
     return captions

@@ -63,6 +63,7 @@ import numpy as np
 
 from bridge_stg.annotations import load_annotations, write_hcstvg, write_vidstg_official
 from bridge_stg.annotations.hcstvg import CLIP_SECONDS
+from bridge_stg.data.video_io import write_video
 from bridge_stg.structures import SentenceRecord
 
 DATASET = "synthetic"
@@ -603,47 +604,13 @@ def target_visible_fraction(scene: Scene, cfg: SyntheticConfig) -> np.ndarray:
 
 
 def encode_mp4(path: Path, frames_rgb: np.ndarray, fps: float, crf: int, gop: int) -> None:
-    """Write uint8 ``[T, H, W, 3]`` frames as H.264 mp4 (yuv420p, keyframe every ``gop`` frames, no B-frames).
-
-    Our own colour conversion and one x264 thread make the bytes deterministic. The file appears atomically (written
-    beside, then renamed).
-    """
-    import av  # lazily: the config types of this module are imported where PyAV is not needed
-
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write uint8 ``[T, H, W, 3]`` frames as a reproducible H.264 mp4 (:func:`~bridge_stg.data.video_io.write_video`
+    with ``reproducible_crf``). The file appears atomically (written beside, then renamed)."""
     tmp = path.with_name(path.name + ".tmp")
-    with av.open(str(tmp), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
-        stream.width, stream.height, stream.pix_fmt = frames_rgb.shape[2], frames_rgb.shape[1], "yuv420p"
-        stream.codec_context.gop_size = gop
-        # one thread everywhere, lookahead included: with only the `threads` option about 1 encode in 20 of the same
-        # frames came out different (measured: 3 distinct files in 50 encodes; none with these settings)
-        stream.codec_context.thread_count = 1
-        stream.codec_context.thread_type = "NONE"
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "bframes": "0",
-                          "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:threads=1:lookahead-threads=1:"
-                                         "sliced-threads=0"}
-        for frame in frames_rgb:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")))
-        container.mux(stream.encode())
+    # the frame rate with a denominator of at most 10^5, as the benchmark's files have always stored it
+    write_video(tmp, frames_rgb, Fraction(fps).limit_denominator(100_000), gop=gop, reproducible_crf=crf,
+                container_format="mp4")
     tmp.replace(path)
-
-
-def rgb_to_yuv420p(frame_rgb: np.ndarray) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` RGB as the planar yuv420p layout ``[3H/2, W]`` (Y, then U and V each ``H/2 x W/2``):
-    BT.601 limited range, the decoders' default, chroma averaged over 2 x 2 pixels. Converted here rather than by
-    libswscale, whose conversion of the same frame is not always the same (measured: 1 encode in 30 differed)."""
-    rgb = frame_rgb.astype(np.float64) / 255.0
-    y = 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
-    u = 128.0 + rgb @ np.array([-37.797, -74.203, 112.0])
-    v = 128.0 + rgb @ np.array([112.0, -93.786, -18.214])
-    h, w = y.shape
-
-    def half(plane: np.ndarray) -> np.ndarray:
-        return plane.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-
-    planes = [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, half(u), half(v))]
-    return np.concatenate([plane.ravel() for plane in planes]).reshape(h * 3 // 2, w)
 
 
 # -------------------------------------------------------------------------------------------------- generation

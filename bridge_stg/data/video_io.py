@@ -169,24 +169,61 @@ def verify_frames(path: Path | str, num_frames: int, expected_frame_count: int |
         raise _as_error(path, failure, num_frames - 1, expected_frame_count) from None
 
 
-def write_video(path: Path | str, frames: np.ndarray, fps: float, codec: str = "libx264") -> None:
-    """Encode uint8 RGB ``frames [T, H, W, 3]`` to ``path`` (container from the suffix) as yuv420p at ``fps``.
+def write_video(path: Path | str, frames: np.ndarray, fps: float | Fraction, codec: str = "libx264", gop: int = 10,
+                reproducible_crf: int | None = None, container_format: str | None = None) -> None:
+    """Encode uint8 RGB ``frames [T, H, W, 3]`` to ``path`` as yuv420p at ``fps`` (a fraction with a denominator of at
+    most 10^6), in ``container_format`` (default: from the suffix). Parent folders are created.
 
-    Keyframes every 10 frames keep random access cheap. yuv420p halves the chroma resolution, so ``H`` and ``W``
-    must be even (``ValueError`` otherwise: crop or pad the frames). Parent folders are created.
+    A keyframe every ``gop`` frames (10 keeps random access cheap). yuv420p halves the chroma resolution, so ``H`` and
+    ``W`` must be even (``ValueError`` otherwise: crop or pad the frames).
+
+    With ``reproducible_crf`` (libx264 only) the same frames give the same bytes on one PyAV/x264 build, as the
+    synthetic benchmark needs: constant quality ``reproducible_crf``, a keyframe exactly every ``gop`` frames, no
+    B-frames, one thread, and colours converted by :func:`rgb_to_yuv420p` rather than by libswscale.
     """
     import av
 
     _check_writable_frames(frames, fps)
+    if reproducible_crf is not None and codec != "libx264":
+        raise ValueError(f"reproducible_crf needs codec 'libx264', got {codec!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", format=container_format) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1_000_000))
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.codec_context.gop_size = 10
+        stream.codec_context.gop_size = gop
+        if reproducible_crf is not None:
+            # one thread everywhere, lookahead included: with only the `threads` option about 1 encode in 20 of the
+            # same frames came out different (measured: 3 distinct files in 50 encodes; none with these settings)
+            stream.codec_context.thread_count = 1
+            stream.codec_context.thread_type = "NONE"
+            stream.options = {"crf": str(reproducible_crf), "preset": "veryfast", "threads": "1", "bframes": "0",
+                              "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:threads=1:lookahead-threads=1:"
+                                             "sliced-threads=0"}
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            if reproducible_crf is None:
+                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            else:
+                video_frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+            container.mux(stream.encode(video_frame))
         container.mux(stream.encode())
+
+
+def rgb_to_yuv420p(frame_rgb: np.ndarray) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` RGB as the planar yuv420p layout ``[3H/2, W]`` (Y, then U and V each ``H/2 x W/2``):
+    BT.601 limited range, the decoders' default, chroma averaged over 2 x 2 pixels. Converted here rather than by
+    libswscale, whose conversion of the same frame is not always the same (measured: 1 encode in 30 differed)."""
+    rgb = frame_rgb.astype(np.float64) / 255.0
+    y = 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
+    u = 128.0 + rgb @ np.array([-37.797, -74.203, 112.0])
+    v = 128.0 + rgb @ np.array([112.0, -93.786, -18.214])
+    h, w = y.shape
+
+    def half(plane: np.ndarray) -> np.ndarray:
+        return plane.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, half(u), half(v))]
+    return np.concatenate([plane.ravel() for plane in planes]).reshape(h * 3 // 2, w)
 
 
 def _check_writable_frames(frames: np.ndarray, fps: float) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from bridge_stg.data.collate import GroundingCollator
-from bridge_stg.data.dataset import GroundingDataset, SkippedSample, drop_skipped
+from bridge_stg.data.dataset import GroundingDataset, drop_skipped
 from bridge_stg.data.frames import select_frames
 from bridge_stg.engine.distributed import DistContext, all_gather_objects
 from bridge_stg.engine.specs import RunSpec
@@ -57,19 +57,17 @@ def predict_split(model: BridgeSTG, dataset: GroundingDataset, collator: Groundi
     shard = [i for b in mine for i in b]
     loader = DataLoader(Subset(dataset, shard), batch_sampler=_consecutive(mine), num_workers=spec.data.num_workers,
                         collate_fn=list)
+    record_of = {r.sentence_id: r for r in dataset.records}  # unique: a sentence predicted twice fails below
     tubes, skipped, last, malformed = [], [], None, None
     batches = iter(loader)
-    for b in range(num_batches):
-        indices = mine[b] if b < len(mine) else []
-        items = next(batches, [])
-        kept = [(i, x) for i, x in zip(indices, items) if not isinstance(x, SkippedSample)]
-        skipped.extend(x.sample_id for x in items if isinstance(x, SkippedSample))
-        samples = [x for _, x in kept]
+    for _ in range(num_batches):
+        samples, unreadable = drop_skipped(next(batches, []))
+        skipped.extend(x.sample_id for x in unreadable)
         if samples:
             last = samples[-1:]
         preds = model.predict(collator(samples or last or _first_readable(dataset)).to(ctx.device))
-        for pred, (i, sample) in zip(preds, kept):
-            tubes.append(_to_tube(pred, sample, dataset.records[i], protocol, spec.eval.box_fill))
+        for pred, sample in zip(preds, samples):
+            tubes.append(_to_tube(pred, sample, record_of[sample.sentence_id], protocol, spec.eval.box_fill))
             if "malformed" in pred:
                 malformed = (malformed or 0) + int(pred["malformed"])
     gathered = all_gather_objects((tubes, skipped, malformed))

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from bridge_stg.data.dataset import SkippedSample
+from bridge_stg.data.dataset import drop_skipped
 from bridge_stg.engine import components
 from bridge_stg.engine.checkpoint import TrainState, find_resumable, load_checkpoint, read_meta, save_checkpoint
 from bridge_stg.engine.distributed import (
@@ -69,8 +69,7 @@ class SkippingCollator:
         self.collator = collator
 
     def __call__(self, items):
-        kept = [x for x in items if not isinstance(x, SkippedSample)]
-        skipped = [x for x in items if isinstance(x, SkippedSample)]
+        kept, skipped = drop_skipped(items)
         return (self.collator(kept) if kept else None), skipped
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from bridge_stg.eval.metrics import PredictionTable, score, summarize
 from bridge_stg.eval.protocols import Protocol, build_targets, get_protocol
+from bridge_stg.ops.boxes import cxcywh_to_xyxy
 from bridge_stg.ops.sampling import indices_to_span, span_to_indices
 from bridge_stg.structures import SentenceRecord, TubePrediction
 
@@ -57,9 +58,7 @@ def mean_box_size(records: Sequence[SentenceRecord]) -> tuple[float, float]:
 
 def centre_box(frame_width: int, frame_height: int, box_size: tuple[float, float]) -> np.ndarray:
     """A ``box_size = (width, height)`` box centred in the frame, as ``xyxy`` pixels clipped to the frame."""
-    cx, cy = frame_width / 2, frame_height / 2
-    w, h = box_size
-    box = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dtype=np.float64)
+    box = cxcywh_to_xyxy([frame_width / 2, frame_height / 2, *box_size])
     return np.clip(box, 0.0, np.array([frame_width, frame_height, frame_width, frame_height], dtype=np.float64))
 
 

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bridge_stg.eval.protocols import FRAME_ID_LIMIT, EvalTargets
+from bridge_stg.eval.protocols import EvalTargets
 from bridge_stg.ops.boxes import make_valid_xyxy, paired_box_iou
+from bridge_stg.ops.frame_keys import FRAME_ID_LIMIT, frame_ids_in_range, frame_keys, split_frame_keys
 from bridge_stg.ops.segments import segment_iou
 from bridge_stg.structures import TubePrediction
-
-# Keys combine (position, frame id) into one sortable int64; validate() keeps frame ids below this.
-_FRAME_STRIDE = np.int64(FRAME_ID_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ class PredictionTable:
             i = bad[0]
             raise ValueError(f"{source}: sentence {self.sentence_ids[i]} has an inverted span "
                              f"[{self.span_start[i]}, {self.span_end[i]}); spans are [start, end) frame ids")
-        outside = np.flatnonzero((self.box_frame < 0) | (self.box_frame >= FRAME_ID_LIMIT))
+        outside = np.flatnonzero(~frame_ids_in_range(self.box_frame))
         if len(outside):
             i = outside[0]
             raise ValueError(f"{source}: sentence {self.sentence_ids[self.box_owner[i]]} has a box on frame "
@@ -105,7 +103,7 @@ class MissingPredictionError(ValueError):
 
 def _sorted_keys(owner: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Sorted (owner, frame) keys and the sorting order (None when already sorted, as written files are)."""
-    keys = owner * _FRAME_STRIDE + frame
+    keys = frame_keys(owner, frame)
     if len(keys) < 2 or (keys[1:] > keys[:-1]).all():
         return keys, None
     order = np.argsort(keys, kind="stable")
@@ -120,13 +118,12 @@ def _pred_boxes_on_gt_frames(targets: EvalTargets, preds: PredictionTable, pred_
     if len(pred_keys) == 0:
         return out, np.zeros(m, dtype=bool)
     if (pred_keys[1:] == pred_keys[:-1]).any():
-        k = pred_keys[1:][pred_keys[1:] == pred_keys[:-1]][0]
-        raise ValueError(f"two predicted boxes for sentence {preds.sentence_ids[k // _FRAME_STRIDE]} "
-                         f"on frame {k % _FRAME_STRIDE}")
+        pos, frame = split_frame_keys(pred_keys[1:][pred_keys[1:] == pred_keys[:-1]][0])
+        raise ValueError(f"two predicted boxes for sentence {preds.sentence_ids[pos]} on frame {frame}")
     boxes = preds.boxes_xyxy_px if order is None else preds.boxes_xyxy_px[order]
     owner = pred_pos[targets.gt_sent]
-    has_owner = (owner >= 0) & (targets.gt_frame < _FRAME_STRIDE)  # a frame id beyond the stride would alias
-    gt_keys = np.where(has_owner, owner, 0) * _FRAME_STRIDE + targets.gt_frame
+    has_owner = (owner >= 0) & (targets.gt_frame < FRAME_ID_LIMIT)  # a larger frame id would alias
+    gt_keys = frame_keys(np.where(has_owner, owner, 0), targets.gt_frame)
     right = np.searchsorted(pred_keys, gt_keys, side="left")
     exact = (right < len(pred_keys)) & (pred_keys[np.minimum(right, len(pred_keys) - 1)] == gt_keys) & has_owner
     out[exact] = make_valid_xyxy(boxes[right[exact]])
@@ -135,9 +132,9 @@ def _pred_boxes_on_gt_frames(targets: EvalTargets, preds: PredictionTable, pred_
         left = right - 1
         inside = (~exact) & has_owner & (left >= 0) & (right < len(pred_keys))
         li, ri = left[inside], right[inside]
-        same = (pred_keys[li] // _FRAME_STRIDE == owner[inside]) & (pred_keys[ri] // _FRAME_STRIDE == owner[inside])
-        li, ri, rows = li[same], ri[same], np.flatnonzero(inside)[same]
-        f0, f1 = pred_keys[li] % _FRAME_STRIDE, pred_keys[ri] % _FRAME_STRIDE
+        (owner0, f0), (owner1, f1) = split_frame_keys(pred_keys[li]), split_frame_keys(pred_keys[ri])
+        same = (owner0 == owner[inside]) & (owner1 == owner[inside])
+        li, ri, rows, f0, f1 = li[same], ri[same], np.flatnonzero(inside)[same], f0[same], f1[same]
         w = ((targets.gt_frame[rows] - f0) / (f1 - f0))[:, None]
         b0, b1 = make_valid_xyxy(boxes[li]), make_valid_xyxy(boxes[ri])
         out[rows] = b0 + w * (b1 - b0)

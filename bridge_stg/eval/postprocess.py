@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from bridge_stg.ops.boxes import make_valid_xyxy
+from bridge_stg.ops.boxes import cxcywh_to_xyxy, make_valid_xyxy
 from bridge_stg.ops.sampling import indices_to_span
 from bridge_stg.ops.segments import decode_span
 from bridge_stg.structures import TubePrediction
@@ -24,8 +24,7 @@ Fill = Literal["linear", "nearest"]
 def boxes_cxcywh01_to_xyxy_px(boxes_cxcywh01: np.ndarray, orig_size: tuple[int, int]) -> np.ndarray:
     """Normalised centre boxes ``[N, 4]`` -> absolute corner boxes of a ``(height, width)`` frame, clipped to it."""
     height, width = orig_size
-    b = np.asarray(boxes_cxcywh01, dtype=np.float64).reshape(-1, 4)
-    xyxy01 = make_valid_xyxy(np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=-1))
+    xyxy01 = make_valid_xyxy(cxcywh_to_xyxy(np.asarray(boxes_cxcywh01).reshape(-1, 4)))
     scale = np.array([width, height, width, height], dtype=np.float64)
     return np.clip(xyxy01, 0.0, 1.0) * scale
 

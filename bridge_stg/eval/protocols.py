@@ -25,14 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bridge_stg.ops.frame_keys import FRAME_ID_LIMIT, frame_ids_in_range, frame_keys
 from bridge_stg.ops.sampling import EVAL_FPS, EVAL_MAX_FRAMES, sample_frame_ids, sample_frame_ids_batch
 from bridge_stg.structures import SentenceRecord
 
 PROTOCOL_NAMES = ("tubedetr", "stcat", "hcstvg_official")
-# Look-ups pack (position, frame id) into one int64 key, so frame ids must lie in [0, FRAME_ID_LIMIT): a larger one
-# would alias a frame of the next sentence.
-FRAME_ID_LIMIT = 1 << 32
-_FRAME_STRIDE = np.int64(FRAME_ID_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -139,22 +136,22 @@ class _Tracks:
             self.of_record[i] = index[key]
         owner = np.repeat(np.arange(len(frames), dtype=np.int64), [len(f) for f in frames])
         all_frames = np.concatenate(frames).astype(np.int64)
-        outside = np.flatnonzero((all_frames < 0) | (all_frames >= FRAME_ID_LIMIT))
+        outside = np.flatnonzero(~frame_ids_in_range(all_frames))
         if len(outside):
             rec = records[int(np.flatnonzero(self.of_record == owner[outside[0]])[0])]
             raise ValueError(f"sentence {rec.sentence_id} ({rec.video_id}): GT box on frame {all_frames[outside[0]]}"
                              f"; frame ids are original frame indices in [0, {FRAME_ID_LIMIT})")
-        self.keys = owner * _FRAME_STRIDE + all_frames
+        self.keys = frame_keys(owner, all_frames)
         self.boxes = np.concatenate(boxes).reshape(-1, 4)
         if len(self.keys) > 1 and not (np.diff(self.keys) > 0).all():
             raise ValueError("box frame ids of a record must be sorted and unique")
 
     def find(self, record_idx: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row of each box, mask of the (record, frame) pairs that have a box)."""
-        keys = self.of_record[record_idx] * _FRAME_STRIDE + frame
+        keys = frame_keys(self.of_record[record_idx], frame)
         pos = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
         found = self.keys[pos] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
-        return pos, found & (frame >= 0) & (frame < FRAME_ID_LIMIT)  # other frames would alias another record's
+        return pos, found & frame_ids_in_range(frame)  # other frames would alias another record's
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

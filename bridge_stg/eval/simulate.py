@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bridge_stg.eval.protocols import get_protocol
+from bridge_stg.ops.boxes import cxcywh_to_xyxy
 from bridge_stg.structures import SentenceRecord, TubePrediction
 
 _REFERENCE = get_protocol("tubedetr")
@@ -22,7 +23,7 @@ def _trajectory(rng: np.random.Generator, n: int, width: int, height: int) -> np
     centre = rng.uniform(size / 2, (width, height) - size / 2)
     step = rng.normal(0, 1.5, (n, 2)).cumsum(0)
     c = np.clip(centre + step, size / 2, (width, height) - size / 2)
-    return np.concatenate([c - size / 2, c + size / 2], axis=1)
+    return cxcywh_to_xyxy(np.concatenate([c, np.broadcast_to(size, c.shape)], axis=1))
 
 
 def simulate_vidstg(num_clips: int, seed: int = 0, max_seconds: float = 40.0) -> list[SentenceRecord]:

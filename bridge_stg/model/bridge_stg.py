@@ -41,8 +41,9 @@ from bridge_stg.model.selection import (
     select_training_frames,
 )
 from bridge_stg.model.spatial_decoder import SpatialDecoder
-from bridge_stg.model.temporal_head import FRAMES_PER_CHUNK, TemporalHead
+from bridge_stg.model.temporal_head import TemporalHead
 from bridge_stg.ops.segments import decode_span
+from bridge_stg.structures import FRAMES_PER_CHUNK
 from bridge_stg.tokens import GroundingTokens
 
 if TYPE_CHECKING:  # the model reads a collated batch but does not depend on the data package

@@ -36,10 +36,10 @@ from torch import nn
 from bridge_stg.integrity import MANIFEST, read_json, verify_manifest, write_manifest
 from bridge_stg.model.bridge_stg import VERIFY_OPT_OUT, config_from_dict
 from bridge_stg.model.config import BridgeSTGConfig
-from bridge_stg.model.mllm import IGNORE_INDEX, MLLMBackbone
+from bridge_stg.model.mllm import MLLMBackbone
 from bridge_stg.text.answers import max_answer_chars, parse_answer
 from bridge_stg.text.prompt import chat_answer_suffix
-from bridge_stg.tokens import GroundingTokens
+from bridge_stg.tokens import IGNORE_INDEX, GroundingTokens
 
 if TYPE_CHECKING:  # the model reads a collated batch but does not depend on the data package's torch side
     from bridge_stg.data.collate import GroundingBatch

@@ -51,9 +51,8 @@ from torch import nn
 
 from bridge_stg.integrity import load_safetensors, read_json
 from bridge_stg.model.config import BackboneConfig
-from bridge_stg.tokens import GroundingTokens, add_grounding_tokens
+from bridge_stg.tokens import IGNORE_INDEX, GroundingTokens, add_grounding_tokens
 
-IGNORE_INDEX = -100
 CONFIG_FILE = "backbone_config.json"
 TOKENS_FILE = "grounding_tokens.safetensors"
 VISION_FILE = "vision.safetensors"
@@ -286,7 +285,8 @@ def checkpoint_family(path: str | Path) -> str:
     return model_type
 
 
-def _model_class(model_type: str) -> type[nn.Module]:
+def model_class(model_type: str) -> type[nn.Module]:
+    """The ``*ForConditionalGeneration`` class of a ``model_type`` (``qwen2_vl`` or ``qwen2_5_vl``)."""
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
 
     return {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}[model_type]
@@ -306,7 +306,7 @@ def load_processor(path: str | Path) -> Any:
 def load_base_model(path: str | Path, dtype: str = "float32", attn_implementation: str = "auto") -> nn.Module:
     """The ``*ForConditionalGeneration`` of a local Qwen2-VL / Qwen2.5-VL checkpoint, as a user's is loaded (also
     what backbone pretraining trains before ``save_pretrained``)."""
-    model_cls = _model_class(checkpoint_family(path))
+    model_cls = model_class(checkpoint_family(path))
     return model_cls.from_pretrained(
         str(path),
         dtype=_DTYPES[dtype],

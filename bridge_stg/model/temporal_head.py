@@ -26,8 +26,8 @@ from torch import nn
 
 from bridge_stg.model.config import TemporalHeadConfig
 from bridge_stg.model.layers import EncoderLayer, sinusoidal
+from bridge_stg.structures import FRAMES_PER_CHUNK
 
-FRAMES_PER_CHUNK = 2
 SHIFT_SCALE = 4.0  # chunk-to-chunk shifts are a few tenths of the frame at most
 
 

@@ -223,13 +223,6 @@ def build_tiny_processor(family: Family, tokenizer):
     )
 
 
-def model_class(family: Family):
-    """``Qwen2VLForConditionalGeneration`` or ``Qwen2_5_VLForConditionalGeneration``."""
-    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
-
-    return {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}[family]
-
-
 def save_tiny_checkpoint(
     out_dir: str | Path,
     family: Family = "qwen2_vl",
@@ -247,6 +240,8 @@ def save_tiny_checkpoint(
     Deterministic: the same arguments give bit-identical weights. Returns ``out_dir`` as a ``Path``.
     """
     import torch
+
+    from bridge_stg.model.mllm import model_class  # lazily, as torch: this module is imported where neither is needed
 
     if family not in ("qwen2_vl", "qwen2_5_vl"):
         raise ValueError(f"unknown family {family!r}: expected 'qwen2_vl' or 'qwen2_5_vl'")

@@ -16,6 +16,18 @@ def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([boxes[..., :2], boxes[..., 2:4] - boxes[..., :2]], axis=-1)
 
 
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """Centre + size -> corners, in the unit of the input (``01`` or ``_px``)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return np.concatenate([boxes[..., :2] - boxes[..., 2:4] / 2, boxes[..., :2] + boxes[..., 2:4] / 2], axis=-1)
+
+
+def xyxy_to_cxcywh(boxes: np.ndarray) -> np.ndarray:
+    """Corners -> centre + size, in the unit of the input (``01`` or ``_px``)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return np.concatenate([(boxes[..., :2] + boxes[..., 2:4]) / 2, boxes[..., 2:4] - boxes[..., :2]], axis=-1)
+
+
 def make_valid_xyxy(boxes: np.ndarray) -> np.ndarray:
     """Sort each box's corners so that ``x1 <= x2`` and ``y1 <= y2`` (a degenerate prediction becomes a valid box).
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bridge_stg.ops.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+
 COORD_SCALE = 1000
 _HEAD = re.compile(r"\s*span\s*(\d+)\s*-\s*(\d+)\s*;(.*)", re.DOTALL)
 _ITEM = r"(\d+)\s*:\s*\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\)"
@@ -73,7 +75,7 @@ def parse_answer(text: str, num_frames: int) -> ParsedAnswer | None:
     if frames.max() >= num_frames or len(np.unique(frames)) != len(frames) or not _valid_corners(corners):
         return None
     order = np.argsort(frames)
-    return ParsedAnswer((first, last + 1), frames[order], _xyxy_to_cxcywh(corners[order]).astype(np.float32))
+    return ParsedAnswer((first, last + 1), frames[order], xyxy_to_cxcywh(corners[order]).astype(np.float32))
 
 
 def max_answer_chars(num_frames: int) -> int:
@@ -86,16 +88,10 @@ def max_answer_chars(num_frames: int) -> int:
 
 
 def _quantise(box_cxcywh: np.ndarray) -> list[int]:
-    cx, cy, w, h = box_cxcywh
-    corners = np.clip([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 0.0, 1.0)
+    corners = np.clip(cxcywh_to_xyxy(box_cxcywh), 0.0, 1.0)
     return [int(v) for v in np.rint(corners * COORD_SCALE)]
 
 
 def _valid_corners(corners_N4: np.ndarray) -> bool:
     x1, y1, x2, y2 = corners_N4.T
     return bool((corners_N4 >= 0).all() and (corners_N4 <= 1).all() and (x2 >= x1).all() and (y2 >= y1).all())
-
-
-def _xyxy_to_cxcywh(corners_N4: np.ndarray) -> np.ndarray:
-    x1, y1, x2, y2 = corners_N4.T
-    return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1)

@@ -7,8 +7,9 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from bridge_stg.data.collate import IGNORE_INDEX, GroundingCollator
-from bridge_stg.model.tiny import model_class, qwen2_tokenizer_dir, save_tiny_checkpoint
+from bridge_stg.data.collate import GroundingCollator
+from bridge_stg.model.mllm import model_class
+from bridge_stg.model.tiny import qwen2_tokenizer_dir, save_tiny_checkpoint
 from bridge_stg.structures import GroundingSample
 from bridge_stg.text.prompt import (
     GroundingTokens,
@@ -17,6 +18,7 @@ from bridge_stg.text.prompt import (
     grounding_layout,
     timestamp_text,
 )
+from bridge_stg.tokens import IGNORE_INDEX
 
 FAMILIES = ("qwen2_vl", "qwen2_5_vl")
 TOKENS = GroundingTokens(num_bridge=3)

@@ -12,8 +12,8 @@ from transformers import AutoProcessor
 
 from bridge_stg.data.collate import GroundingBatch, GroundingCollator
 from bridge_stg.model.config import BackboneConfig
-from bridge_stg.model.mllm import MLLMBackbone, resolve_layers
-from bridge_stg.model.tiny import model_class, save_tiny_checkpoint
+from bridge_stg.model.mllm import MLLMBackbone, model_class, resolve_layers
+from bridge_stg.model.tiny import save_tiny_checkpoint
 from bridge_stg.structures import GroundingSample
 from bridge_stg.tokens import GroundingTokens, add_grounding_tokens
 

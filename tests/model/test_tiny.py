@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from bridge_stg.model.mllm import model_class
 from bridge_stg.model.tiny import (
     QWEN_SPECIAL_TOKENS,
     build_small_tokenizer,
     build_tiny_processor,
-    model_class,
     qwen2_tokenizer_dir,
     save_tiny_checkpoint,
 )
