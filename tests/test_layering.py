@@ -24,7 +24,7 @@ FORBIDDEN = {
 # third-party packages -> the only modules that may import them (the adapter, the tiny-checkpoint builder, the
 # config builder, the DeepSpeed engine)
 CONFINED = {
-    "transformers": ["model/mllm.py", "model/tiny.py", "model/coupled.py"],
+    "transformers": ["model/mllm.py", "model/tiny.py"],
     "peft": ["model/mllm.py"],
     "omegaconf": ["engine/builder.py"],
     "hydra": ["engine/builder.py"],

@@ -36,7 +36,7 @@ from torch import nn
 from bridge_stg.integrity import MANIFEST, read_json, verify_manifest, write_manifest
 from bridge_stg.model.bridge_stg import VERIFY_OPT_OUT, config_from_dict
 from bridge_stg.model.config import BridgeSTGConfig
-from bridge_stg.model.mllm import MLLMBackbone
+from bridge_stg.model.mllm import MLLMBackbone, greedy_generation_config
 from bridge_stg.text.answers import max_answer_chars, parse_answer
 from bridge_stg.text.prompt import chat_answer_suffix
 from bridge_stg.tokens import IGNORE_INDEX, GroundingTokens
@@ -99,10 +99,8 @@ class CoupledBaseline(nn.Module):
 
     def _generation_config(self, num_frames: int) -> Any:
         """Greedy decoding, long enough for the longest well-formed answer plus its end-of-turn token(s)."""
-        from transformers import GenerationConfig
-
-        return GenerationConfig(max_new_tokens=max_answer_chars(num_frames) + len(self.stop_ids) + 8, do_sample=False,
-                                eos_token_id=self.stop_ids, pad_token_id=self.pad_id, use_cache=True)
+        return greedy_generation_config(max_answer_chars(num_frames) + len(self.stop_ids) + 8, self.stop_ids,
+                                        self.pad_id)
 
     # ------------------------------------------------------------------------------------------------ save / load
 

@@ -296,6 +296,14 @@ def _load_hf_model(cfg: BackboneConfig) -> nn.Module:
     return load_base_model(cfg.path, cfg.dtype, cfg.attn_implementation)
 
 
+def greedy_generation_config(max_new_tokens: int, stop_ids: Sequence[int], pad_id: int) -> Any:
+    """A ``transformers.GenerationConfig`` for greedy decoding that stops at any of ``stop_ids``."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=list(stop_ids),
+                            pad_token_id=pad_id, use_cache=True)
+
+
 def load_processor(path: str | Path) -> Any:
     """The processor of a local checkpoint (``AutoProcessor``), as a user's is loaded."""
     from transformers import AutoProcessor
