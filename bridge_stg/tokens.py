@@ -7,8 +7,9 @@ Kept in the lowest layer because both the collator (``data``) and the backbone a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+Family = Literal["qwen2_vl", "qwen2_5_vl"]  # the backbone families (model_type of the checkpoint's config.json)
 IGNORE_INDEX = -100  # the label of a sequence position that no loss reads (the Hugging Face convention)
 
 

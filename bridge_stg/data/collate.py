@@ -46,9 +46,7 @@ from bridge_stg.text.prompt import (
     grounding_layout,
     query_char_span,
 )
-from bridge_stg.tokens import IGNORE_INDEX
-
-Family = Literal["qwen2_vl", "qwen2_5_vl"]
+from bridge_stg.tokens import IGNORE_INDEX, Family
 
 
 @dataclass

@@ -18,7 +18,8 @@ import importlib.util
 from pathlib import Path
 from typing import Literal
 
-Family = Literal["qwen2_vl", "qwen2_5_vl"]
+from bridge_stg.tokens import Family
+
 TokenizerKind = Literal["small", "qwen2"]
 
 # Qwen2 special tokens in the order of the real vocabulary (ids 151643...151656 there).
