@@ -26,6 +26,7 @@ from bridge_stg.engine.distributed import DistContext
 from bridge_stg.engine.optim import build_optimizer, build_scheduler, parameter_groups, retarget
 from bridge_stg.engine.specs import OptimSpec, RunSpec
 from bridge_stg.engine.task import GroundingTask
+from bridge_stg.integrity import DamagedFileError
 
 TAG = "engine"
 # Classes (besides tensors and plain containers) that DeepSpeed's own state files pickle, as "module.qualname".
@@ -59,7 +60,7 @@ def _allowed_globals() -> list:
     return found
 
 
-def weights_only_checkpoint_engine(deepspeed, config):
+def weights_only_checkpoint_engine(config):
     """DeepSpeed's torch checkpoint engine with a loader that never unpickles arbitrary objects (module docstring)."""
     from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
 
@@ -78,7 +79,7 @@ def weights_only_checkpoint_engine(deepspeed, config):
                     f"({reason[:300]}). Checkpoints are loaded weights-only so that a tampered file cannot run "
                     "code; resume only from checkpoints this project wrote") from None
             except (RuntimeError, EOFError, OSError) as err:
-                raise RuntimeError(f"{path}: cannot read this DeepSpeed state file ({err}); it is damaged or "
+                raise DamagedFileError(f"{path}: cannot read this DeepSpeed state file ({err}); it is damaged or "
                                    "truncated: resume from another checkpoint or restore it from a copy") from None
 
     return WeightsOnlyCheckpointEngine(config)
@@ -119,11 +120,12 @@ class DeepSpeedBackend:
         if ctx.world_size == 1 and "RANK" not in os.environ:
             _single_process_env()  # a plain `python scripts/train.py`: no torchrun variables, no MPI either
         self.deepspeed.init_distributed(dist_backend="nccl" if ctx.device.type == "cuda" else "gloo")
-        optimizer = build_optimizer(parameter_groups(task.model, spec.optim), spec.optim)
+        optimizer = build_optimizer(parameter_groups(task.model, spec.optim), spec.optim,
+                                    skip_non_finite=spec.train.zero_stage == 0)
         scheduler = build_scheduler(optimizer, spec.train.max_steps, spec.optim)
         self.engine, self.optimizer, _, self.scheduler = self.deepspeed.initialize(
             model=task, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(spec, accumulation))
-        self.engine.checkpoint_engine = weights_only_checkpoint_engine(self.deepspeed, self.engine._config)
+        self.engine.checkpoint_engine = weights_only_checkpoint_engine(self.engine._config)
 
     @property
     def model(self):

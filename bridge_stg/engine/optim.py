@@ -30,7 +30,8 @@ def parameter_groups(model: BridgeSTG, spec: OptimSpec) -> list[dict]:
 
 class FiniteAdamW(torch.optim.AdamW):
     """AdamW that leaves the weights untouched when a gradient holds inf/NaN and says so in ``overflow`` (the
-    attribute DeepSpeed's engine reads to count a skipped step and hold the schedule; ZeRO 1-3 check on their own)."""
+    attribute DeepSpeed's engine reads to count a skipped step and hold the schedule). Only DeepSpeed's ZeRO 0 needs
+    it: ZeRO 1-3 check on their own, and the torch engine checks the gradient norm before stepping."""
 
     overflow = False
 
@@ -43,8 +44,9 @@ class FiniteAdamW(torch.optim.AdamW):
         return super().step(closure)
 
 
-def build_optimizer(groups: list[dict], spec: OptimSpec) -> torch.optim.Optimizer:
-    return FiniteAdamW(groups, betas=tuple(spec.betas))
+def build_optimizer(groups: list[dict], spec: OptimSpec, skip_non_finite: bool = False) -> torch.optim.Optimizer:
+    """AdamW; ``skip_non_finite``: a :class:`FiniteAdamW` (for an engine that does not check gradients itself)."""
+    return (FiniteAdamW if skip_non_finite else torch.optim.AdamW)(groups, betas=tuple(spec.betas))
 
 
 def lr_factor(step: int, max_steps: int, spec: OptimSpec) -> float:

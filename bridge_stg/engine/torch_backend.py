@@ -15,7 +15,7 @@ from bridge_stg.engine.distributed import DistContext
 from bridge_stg.engine.optim import build_optimizer, build_scheduler, parameter_groups, retarget
 from bridge_stg.engine.specs import OptimSpec, RunSpec
 from bridge_stg.engine.task import GroundingTask
-from bridge_stg.integrity import load_safetensors
+from bridge_stg.integrity import DamagedFileError, load_safetensors
 
 WEIGHTS = "trainable.safetensors"
 OPTIMIZER = "optimizer.pt"
@@ -92,7 +92,7 @@ class TorchBackend:
         try:
             state = torch.load(directory / OPTIMIZER, map_location=self.ctx.device, weights_only=True)
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-            raise RuntimeError(f"{directory / OPTIMIZER}: cannot read the optimizer state ({str(err)[:300]}); the "
+            raise DamagedFileError(f"{directory / OPTIMIZER}: cannot read the optimizer state ({str(err)[:300]}); the "
                                "file is damaged or not one this project wrote: resume from another checkpoint") \
                 from None
         self.optimizer.load_state_dict(state["optimizer"])

@@ -121,13 +121,23 @@ def test_an_unreadable_video_stops_training_with_the_working_override_and_skippi
     assert max(r.get("data/skipped_samples", 0) for r in rows) >= 1
 
 
+def test_an_unverified_damaged_optimizer_state_is_named_without_a_traceback(work):
+    run_dir = work / "damaged_optimizer"
+    ok(train(run_dir, work, "train.max_steps=2"))
+    state = run_dir / "checkpoints" / "step_00000002" / "optimizer.pt"
+    state.write_bytes(b"\0" * state.stat().st_size)  # same size: only the hash check would see it
+    out = train(run_dir, work, "train.max_steps=2", "train.resume=true", "train.verify_checkpoints=false")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert f"error: {state}: cannot read the optimizer state" in out.stderr
+
+
 def test_deepspeed_state_files_are_loaded_weights_only(tmp_path):
     from deepspeed.runtime.fp16.loss_scaler import LossScaler
     from deepspeed.runtime.zero.config import ZeroStageEnum
 
     from bridge_stg.engine.deepspeed_backend import weights_only_checkpoint_engine
 
-    engine = weights_only_checkpoint_engine(None, None)
+    engine = weights_only_checkpoint_engine(None)
     legit = tmp_path / "optim_states.pt"
     torch.save({"zero_stage": ZeroStageEnum.gradients, "loss_scaler": LossScaler(1.0), "w": torch.ones(2)}, legit)
     assert engine.load(str(legit))["zero_stage"] == ZeroStageEnum.gradients
