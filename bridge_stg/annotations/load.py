@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bridge_stg.annotations import hcstvg, vidstg
 from bridge_stg.annotations.errors import AnnotationError, Where
@@ -15,7 +17,7 @@ from bridge_stg.annotations.validate import DEFAULT_BOX_MARGIN
 from bridge_stg.structures import SentenceRecord
 
 log = logging.getLogger(__name__)
-DATASETS = ("vidstg", "hcstvg_v1", "hcstvg_v2")
+DATASETS = ("vidstg", "hcstvg_v1", "hcstvg_v2")  # the datasets load_annotations reads (the registry has them all)
 FORMATS = {
     "vidstg_official": "vidstg",
     "tubedetr_vidstg": "vidstg",
@@ -24,6 +26,51 @@ FORMATS = {
     "hcstvg_query": "hcstvg",
     "tubedetr_hcstvg": "hcstvg",
 }
+
+
+class VideoFacts(Protocol):
+    """What a reader may need to know about a video its file does not describe (``probe_video``'s answer)."""
+
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a dataset reader (:data:`Reader`) is told besides the file and the dataset name.
+
+    ``vidor_dir``: VidSTG's box folder. ``media_root``: the folder the file's video paths are relative to.
+    ``exclude_videos`` / ``skip_invalid``: as in :func:`load_annotations`. ``probe``: reads a video's frame rate,
+    count and size, for formats that state none (Charades-STA); the data layer passes
+    :func:`~bridge_stg.data.video_io.probe_video`.
+    """
+
+    vidor_dir: Path | None = None
+    media_root: Path | None = None
+    exclude_videos: tuple[str, ...] = ()
+    skip_invalid: bool = False
+    probe: Callable[[Path], VideoFacts] | None = None
+
+
+# A dataset's reader: (annotation file, dataset name, options) -> records in file order and what was left out.
+Reader = Callable[[Path, str, ReadOptions], tuple[list[SentenceRecord], LoadReport]]
+
+
+def read_stvg(path: Path, dataset: str, options: ReadOptions) -> tuple[list[SentenceRecord], LoadReport]:
+    """The :data:`Reader` of VidSTG and HC-STVG files: :func:`load_annotations` with ``options``."""
+    return load_annotations(path, dataset, vidor_dir=options.vidor_dir, exclude_videos=options.exclude_videos,
+                            skip_invalid=options.skip_invalid)
+
+
+def read_synthetic(path: Path, dataset: str, options: ReadOptions) -> tuple[list[SentenceRecord], LoadReport]:
+    """The synthetic benchmark's files are official VidSTG sentence files with VidOR box files
+    (``options.vidor_dir``); its records name their dataset and have no sentence type."""
+    records, report = load_annotations(path, "vidstg", vidor_dir=options.vidor_dir,
+                                       exclude_videos=options.exclude_videos, skip_invalid=options.skip_invalid)
+    report.dataset = dataset
+    return [dataclasses.replace(r, dataset=dataset, sentence_type=None) for r in records], report
 
 
 def load_annotations(

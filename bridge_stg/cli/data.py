@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge_stg.eval.datasets import dataset_names, get_dataset
 from bridge_stg.structures import SentenceRecord
 
 PROG = "bridge-stg-data"
-DATASETS = ("vidstg", "hcstvg_v1", "hcstvg_v2")
 PROBLEM_KINDS = ("missing", "unreadable", "short", "corrupt", "fps_mismatch")
 PROBLEM_TITLES = {"missing": "missing", "unreadable": "unreadable (corrupt or not a video)",
                   "short": "shorter than annotated", "corrupt": "damaged (a needed frame fails to decode)",
@@ -59,7 +59,8 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
                     "affects. --deep also decodes every frame from the start through the last needed one (what the "
                     "data loader may read), reporting damage in the middle of a file. Exit 0: no problem; 1: "
                     "problems found; 2: usage or annotation error.")
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--dataset", required=True, choices=dataset_names("tube", "temporal"),
+                   help="a registered dataset with videos (bridge_stg/eval/datasets.py)")
     p.add_argument("--annotations", required=True, type=Path, nargs="+",
                    help="annotation file(s), one per split (the split is the file name's stem); any format that "
                         "bridge-stg-eval reads")
@@ -132,8 +133,8 @@ def run_check(args: argparse.Namespace) -> int:
     needs = video_needs([(name, recs) for name, recs, _ in splits])
     checked = needs if args.limit is None else needs[:args.limit]
     mode = "deep" if args.deep else "quick"
-    problems = check_videos(checked, args.video_dir, check_fps=args.dataset == "vidstg", backend=args.backend,
-                            deep=args.deep, workers=args.workers, progress=True)
+    problems = check_videos(checked, args.video_dir, check_fps=get_dataset(args.dataset).check_fps,
+                            backend=args.backend, deep=args.deep, workers=args.workers, progress=True)
     report = {
         "dataset": args.dataset,
         "mode": mode,
@@ -154,21 +155,26 @@ def run_check(args: argparse.Namespace) -> int:
 def _load_splits(args: argparse.Namespace) -> list[tuple[str, list[SentenceRecord], Any]]:
     """``(split name, records, LoadReport)`` per annotation file; the split is the file's stem (its path when
     two files share a stem)."""
-    from bridge_stg.annotations import load_annotations
+    from bridge_stg.annotations.load import ReadOptions
+    from bridge_stg.data.video_io import probe_video
 
+    options = ReadOptions(vidor_dir=args.vidor_dir, media_root=args.video_dir, probe=probe_video,
+                          exclude_videos=tuple(args.exclude_videos), skip_invalid=args.skip_invalid)
+    read = get_dataset(args.dataset).read
     stems = Counter(path.stem for path in args.annotations)
     out = []
     for path in args.annotations:
-        records, report = load_annotations(path, args.dataset, vidor_dir=args.vidor_dir,
-                                           exclude_videos=tuple(args.exclude_videos), skip_invalid=args.skip_invalid)
+        records, report = read(path, args.dataset, options)
         out.append((path.stem if stems[path.stem] == 1 else str(path), records, report))
     return out
 
 
 def sentence_counts(records: Sequence[SentenceRecord], dataset: str) -> dict[str, Any]:
-    """Sentences of one split, by type: declarative / interrogative for VidSTG, ``all`` for HC-STVG."""
-    if dataset == "vidstg":
-        types = {t: sum(r.sentence_type == t for r in records) for t in ("declarative", "interrogative")}
+    """Sentences of one split, by the dataset's sentence types (VidSTG: declarative / interrogative), else
+    ``all``."""
+    sentence_types = get_dataset(dataset).sentence_types
+    if sentence_types:
+        types = {t: sum(r.sentence_type == t for r in records) for t in sentence_types}
     else:
         types = {"all": len(records)}
     return {"sentences": len(records), "types": types}

@@ -7,12 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from bridge_stg.eval.datasets import dataset_names, get_dataset
 from bridge_stg.eval.output_paths import check_distinct, check_output_file
 from bridge_stg.eval.protocols import PROTOCOL_NAMES, check_thresholds
 from bridge_stg.eval.tables import format_summary
 from bridge_stg.integrity import write_atomic
-
-DATASETS = ("vidstg", "hcstvg_v1", "hcstvg_v2")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,10 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bridge-stg-eval",
         description="Score spatio-temporal grounding predictions (m_tIoU, m_vIoU, vIoU@R, gt_vIoU) under a named "
                     "evaluation protocol. Annotation and prediction formats are detected from the files' content.")
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--dataset", required=True, choices=dataset_names("tube"),
+                   help="a registered dataset whose records carry tubes (bridge_stg/eval/datasets.py)")
     p.add_argument("--annotations", required=True, type=Path,
-                   help="official annotation file (VidSTG {split}_annotations.json, HC-STVG train/test.json, "
-                        "train_v2/val_v2.json) or TubeDETR's preprocessed file")
+                   help="annotation file in a format the dataset's reader reads (VidSTG {split}_annotations.json, "
+                        "HC-STVG train/test.json, train_v2/val_v2.json, TubeDETR's preprocessed files)")
     p.add_argument("--vidor-dir", type=Path, help="VidOR box folder (VidSTG official sentence files only)")
     p.add_argument("--predictions", required=True, type=Path,
                    help="reference-format JSON or the project's tube JSONL (see docs/evaluation.md)")
@@ -59,14 +59,15 @@ def run(args: argparse.Namespace) -> dict:
     import msgspec
     import numpy as np
 
-    from bridge_stg.annotations import load_annotations
+    from bridge_stg.annotations.load import ReadOptions
     from bridge_stg.eval.metrics import score, summarize
     from bridge_stg.eval.prediction_files import read_predictions
     from bridge_stg.eval.protocols import build_targets, get_protocol
 
     protocol = get_protocol(args.protocol, args.thresholds)
-    records, report = load_annotations(args.annotations, args.dataset, vidor_dir=args.vidor_dir,
-                                       exclude_videos=tuple(args.exclude_videos), skip_invalid=args.skip_invalid)
+    options = ReadOptions(vidor_dir=args.vidor_dir, exclude_videos=tuple(args.exclude_videos),
+                          skip_invalid=args.skip_invalid)
+    records, report = get_dataset(args.dataset).read(args.annotations, args.dataset, options)
     targets = build_targets(records, protocol)
     preds = read_predictions(args.predictions)
     if len(preds) == 0 and args.missing_as_zero:

@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from bridge_stg.eval.datasets import dataset_names, dataset_title, published_rows
 from bridge_stg.eval.output_paths import check_output_file
-from bridge_stg.eval.published import DATASETS, ResultRow, published_rows
-from bridge_stg.eval.tables import dataset_title, load_metrics_row, render_latex, render_markdown
+from bridge_stg.eval.published import ResultRow
+from bridge_stg.eval.tables import load_metrics_row, render_latex, render_markdown
 from bridge_stg.integrity import write_atomic
 
 FORMATS = ("markdown", "latex", "both")
@@ -28,9 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def group_rows(rows: list[ResultRow]) -> dict[tuple[str, str], list[ResultRow]]:
-    """Rows grouped by (dataset, split): datasets in :data:`DATASETS` order, splits in order of appearance."""
+    """Rows grouped by (dataset, split): datasets in registry order, splits in order of appearance."""
     groups: dict[tuple[str, str], list[ResultRow]] = {}
-    for row in sorted(rows, key=lambda r: DATASETS.index(r.dataset)):  # stable: file order within a group
+    order = dataset_names()
+    for row in sorted(rows, key=lambda r: order.index(r.dataset)):  # stable: file order within a group
         groups.setdefault((row.dataset, row.split), []).append(row)
     return groups
 

@@ -34,6 +34,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from bridge_stg.engine.specs import (
     PRETRAINED_TINY_NAME,
+    SYNTHETIC_STREAM,
     DataSpec,
     EvalSpec,
     LoggingSpec,
@@ -44,6 +45,7 @@ from bridge_stg.engine.specs import (
     TrainSpec,
     pretrain_hash,
 )
+from bridge_stg.eval.datasets import dataset_names
 from bridge_stg.loss.criterion import CriterionConfig
 from bridge_stg.model.config import BridgeSTGConfig
 from bridge_stg.model.tiny import TINY_CHECKPOINT_NAME, is_tiny_checkpoint
@@ -271,6 +273,10 @@ def _source_keys(data: DataSpec) -> list[tuple[str, SourceSpec]]:
 
 def _check_sources(data: DataSpec) -> None:
     for key, source in _source_keys(data):
+        known = (*dataset_names(), SYNTHETIC_STREAM)
+        if source.kind not in known:
+            raise ConfigError(f"{key}.kind ({source.name}): {source.kind!r} is not a registered dataset; choose one "
+                              f"of {list(known)} (a new dataset is one record in bridge_stg/eval/datasets.py)")
         if source.weight < 0:
             raise ConfigError(f"{key}.weight ({source.name}) must be >= 0, got {source.weight}")
         if source.max_samples is not None and source.max_samples < 1:
@@ -278,7 +284,7 @@ def _check_sources(data: DataSpec) -> None:
         if source.kind == "synthetic" and source.split not in data.synthetic.split_sizes:
             raise ConfigError(f"{key}.split ({source.name}): synthetic splits are "
                               f"{list(data.synthetic.split_sizes)}, got {source.split!r}")
-        if source.kind == "synthetic_stream" and (key == "data.eval_source" or source.split in EVAL_SPLITS):
+        if source.kind == SYNTHETIC_STREAM and (key == "data.eval_source" or source.split in EVAL_SPLITS):
             raise ConfigError(f"{key} ({source.name}): a synthetic_stream is a training source and may not draw "
                               f"the evaluation splits {list(EVAL_SPLITS)} (split {source.split!r}); stream 'train' "
                               "and evaluate on kind=synthetic")
@@ -296,7 +302,7 @@ def _check_paths(spec: RunSpec, checkpoint: str | None) -> None:
                           "paths.checkpoints_dir / model.backbone.path), or use model/backbone=tiny (created on "
                           f"first use, in a folder named '{TINY_CHECKPOINT_NAME}' only)")
     for key, source in _source_keys(spec.data):
-        if source.kind in ("synthetic", "synthetic_stream"):
+        if source.kind in ("synthetic", SYNTHETIC_STREAM):
             continue
         for field in ("annotations", "vidor_dir", "media_root"):
             path = getattr(source, field)

@@ -6,15 +6,16 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from bridge_stg.annotations import load_annotations
+from bridge_stg.annotations.load import ReadOptions
 from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.data.dataset import GroundingDataset, MixtureDataset, SyntheticStream
-from bridge_stg.data.sources import read_charades_sta, read_referring_jsonl
 from bridge_stg.data.synthetic import generate_benchmark, load_split
+from bridge_stg.data.video_io import probe_video
 from bridge_stg.engine.builder import is_pretrained_tiny
 from bridge_stg.engine.distributed import DistContext, barrier
 from bridge_stg.engine.pretrain import ensure_pretrained_backbone, save_random_start
-from bridge_stg.engine.specs import RunSpec, SourceSpec
+from bridge_stg.engine.specs import SYNTHETIC_STREAM, RunSpec, SourceSpec
+from bridge_stg.eval.datasets import get_dataset
 from bridge_stg.eval.baselines import mean_box_size
 from bridge_stg.loss.criterion import GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG
@@ -35,7 +36,7 @@ def prepare_assets(spec: RunSpec, ctx: DistContext, backbone: bool = True) -> No
             log.info("creating the tiny random backbone in %s (the pretrain recipe's random starting point)", path)
             save_random_start(spec.pretrain, path)
         sources = [*spec.data.train_sources, *([spec.data.eval_source] if spec.data.eval_source else [])]
-        if any(s.kind in ("synthetic", "synthetic_stream") for s in sources):
+        if any(s.kind in ("synthetic", SYNTHETIC_STREAM) for s in sources):
             generate_benchmark(spec.data.synthetic, spec.data.synthetic_dir)
     if backbone and is_pretrained_tiny(spec.model.backbone.path):
         ensure_pretrained_backbone(spec, ctx)
@@ -43,17 +44,14 @@ def prepare_assets(spec: RunSpec, ctx: DistContext, backbone: bool = True) -> No
 
 
 def load_records(source: SourceSpec, spec: RunSpec) -> list[SentenceRecord]:
-    """Sentence records of one source (synthetic: read back through the real VidSTG reader)."""
+    """Sentence records of one source, read by its dataset's reader (synthetic: the generated split's files)."""
     if source.kind == "synthetic":
-        records = [dataclasses.replace(r, dataset="synthetic", sentence_type=None)
-                   for r in load_split(spec.data.synthetic_dir, source.split)]
-    elif source.kind == "charades":
-        records = read_charades_sta(source.annotations, source.media_root)
-    elif source.kind == "refcoco":
-        records = read_referring_jsonl(source.annotations)
+        records = load_split(spec.data.synthetic_dir, source.split)
     else:
-        records, report = load_annotations(source.annotations, source.kind, vidor_dir=source.vidor_dir,
-                                           exclude_videos=source.exclude_videos, skip_invalid=source.skip_invalid)
+        options = ReadOptions(vidor_dir=Path(source.vidor_dir) if source.vidor_dir else None,
+                              media_root=Path(source.media_root), exclude_videos=source.exclude_videos,
+                              skip_invalid=source.skip_invalid, probe=probe_video)
+        records, report = get_dataset(source.kind).read(Path(source.annotations), source.kind, options)
         if report.excluded or report.skipped or report.warnings:
             log.info("%s", report.summary())
     return records[: source.max_samples] if source.max_samples else records
@@ -64,7 +62,7 @@ def training_box_size(spec: RunSpec) -> tuple[float, float]:
     fixed train split, clips of the same world): the size of the reference rows' centre box."""
     records = []
     for src in spec.data.train_sources:
-        fixed = dataclasses.replace(src, kind="synthetic") if src.kind == "synthetic_stream" else src
+        fixed = dataclasses.replace(src, kind="synthetic") if src.kind == SYNTHETIC_STREAM else src
         records += load_records(fixed, spec)
     return mean_box_size(records)
 
@@ -76,7 +74,7 @@ def media_root(source: SourceSpec, spec: RunSpec) -> Path:
 def build_train_dataset(spec: RunSpec) -> MixtureDataset:
     sources = {}
     for src in spec.data.train_sources:
-        if src.kind == "synthetic_stream":
+        if src.kind == SYNTHETIC_STREAM:
             ds = SyntheticStream(spec.data.synthetic, src.split, spec.data.train_budget, source=src.name,
                                  seed=spec.train.seed, with_answers=spec.data.answers)
         else:

@@ -20,7 +20,7 @@ from bridge_stg.eval.protocols import check_thresholds
 from bridge_stg.loss.criterion import CriterionConfig
 from bridge_stg.model.config import BridgeSTGConfig
 
-SourceKind = Literal["synthetic", "synthetic_stream", "vidstg", "hcstvg_v1", "hcstvg_v2", "charades", "refcoco"]
+SYNTHETIC_STREAM = "synthetic_stream"  # a source kind that is not a dataset: fresh synthetic clips (training only)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class SourceSpec:
     twice in a run (:class:`~bridge_stg.data.dataset.SyntheticStream`)."""
 
     name: str
-    kind: SourceKind
+    kind: str  # a registered dataset (bridge_stg.eval.datasets), or "synthetic_stream"
     split: str = "train"
     annotations: str = ""  # annotation file (synthetic: derived from the split)
     vidor_dir: str | None = None  # VidSTG official files only

@@ -5,8 +5,8 @@ the metric names of the metrics files written by :func:`bridge_stg.eval.metrics.
 rows and our rows render through one code path (:mod:`bridge_stg.eval.tables`). VidSTG averages of the
 published rows are computed here (mean of the two m_vIoU), except Bridge-STG's, which is the paper's.
 
-``synthetic`` (the embedded benchmark of :mod:`bridge_stg.data.synthetic`) has the HC-STVG columns and no
-published rows: its tables show our runs (and trivial baselines) only.
+Each dataset's record in :mod:`bridge_stg.eval.datasets` holds its rows; ``synthetic`` (the embedded benchmark) has
+none: its tables show our runs (and trivial baselines) only.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-VIDSTG, HCSTVG_V1, HCSTVG_V2, SYNTHETIC = "vidstg", "hcstvg_v1", "hcstvg_v2", "synthetic"
-DATASETS = (VIDSTG, HCSTVG_V1, HCSTVG_V2, SYNTHETIC)
+VIDSTG, HCSTVG_V1, HCSTVG_V2 = "vidstg", "hcstvg_v1", "hcstvg_v2"
 SENTENCE_TYPES = ("declarative", "interrogative")  # VidSTG reports every metric per sentence type
 METRICS = ("tiou", "viou", "viou@0.3", "viou@0.5")  # m_tIoU, m_vIoU, vIoU@0.3, vIoU@0.5: table column order
 AVERAGE_VIOU = "average_viou"  # VidSTG: mean of declarative and interrogative m_vIoU
@@ -41,15 +40,6 @@ class ResultRow:
     ours: bool = False
 
 
-def metric_keys(dataset: str) -> tuple[str, ...]:
-    """The metrics-file keys a table for ``dataset`` shows, in column order."""
-    if dataset == VIDSTG:
-        return tuple(f"{t}_{m}" for t in SENTENCE_TYPES for m in METRICS) + (AVERAGE_VIOU,)
-    if dataset in (HCSTVG_V1, HCSTVG_V2, SYNTHETIC):
-        return METRICS
-    raise ValueError(f"unknown dataset '{dataset}'; expected one of {list(DATASETS)}")
-
-
 def _mean(a: float, b: float) -> float:
     # Decimal keeps e.g. (30.4 + 25.7) / 2 at 28.05 instead of 28.049999..., so it rounds as a reader expects.
     return float((Decimal(repr(a)) + Decimal(repr(b))) / 2)
@@ -71,26 +61,26 @@ def _hcstvg(dataset: str, split: str, method: str, protocol: str, quad: Quad) ->
     return ResultRow(method, dataset, split, protocol, dict(zip(METRICS, quad, strict=True)))
 
 
-PUBLISHED: tuple[ResultRow, ...] = (
+VIDSTG_ROWS: tuple[ResultRow, ...] = (
     _vidstg("TubeDETR", "tubedetr", (48.1, 30.4, 42.5, 28.2), (46.9, 25.7, 35.7, 23.2)),
     _vidstg("STCAT", "stcat", (50.8, 33.1, 46.2, 32.6), (49.7, 28.2, 39.2, 26.6)),
     _vidstg("CG-STVG", "stcat", (51.4, 34.0, 47.7, 33.1), (49.9, 29.0, 40.5, 27.5)),
     _vidstg("TA-STVG", "stcat", (51.7, 34.4, 48.2, 33.5), (50.2, 29.5, 41.5, 28.0)),
     _vidstg("SpaceVLLM-7B", UNKNOWN_PROTOCOL, (47.7, 27.4, 39.1, 26.2), (48.5, 25.4, 35.9, 22.2)),
     _vidstg("Bridge-STG (paper)", UNKNOWN_PROTOCOL, None, None, average_viou=34.3),
+)
+HCSTVG_V1_ROWS: tuple[ResultRow, ...] = (
     _hcstvg(HCSTVG_V1, "test", "TubeDETR", "tubedetr", (43.7, 32.4, 49.8, 23.5)),
     _hcstvg(HCSTVG_V1, "test", "STCAT", "stcat", (49.4, 35.1, 57.7, 30.1)),
     _hcstvg(HCSTVG_V1, "test", "CG-STVG", "stcat", (52.8, 38.4, 61.5, 36.3)),
     _hcstvg(HCSTVG_V1, "test", "TA-STVG", "stcat", (53.0, 39.1, 63.1, 36.8)),
     _hcstvg(HCSTVG_V1, "test", "SpaceVLLM-7B", UNKNOWN_PROTOCOL, (56.9, 39.3, 66.6, 36.9)),
+)
+HCSTVG_V2_ROWS: tuple[ResultRow, ...] = (
     _hcstvg(HCSTVG_V2, "val", "TubeDETR", "tubedetr", (53.9, 36.4, 58.8, 30.6)),
     _hcstvg(HCSTVG_V2, "val", "CG-STVG", "stcat", (60.0, 39.5, 64.5, 36.3)),
     _hcstvg(HCSTVG_V2, "val", "TA-STVG", "stcat", (60.4, 40.2, 65.8, 36.7)),
     _hcstvg(HCSTVG_V2, "val", "SpaceVLLM-7B", UNKNOWN_PROTOCOL, (58.0, 34.0, 56.9, 24.7)),
 )
 
-
-def published_rows(dataset: str, split: str | None = None) -> list[ResultRow]:
-    """Published rows for ``dataset`` (and ``split`` when given), in the order of the doc; none for ``synthetic``."""
-    metric_keys(dataset)  # rejects unknown datasets
-    return [r for r in PUBLISHED if r.dataset == dataset and (split is None or r.split == split)]
+PUBLISHED: tuple[ResultRow, ...] = VIDSTG_ROWS + HCSTVG_V1_ROWS + HCSTVG_V2_ROWS  # in the order of the doc

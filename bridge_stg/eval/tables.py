@@ -16,23 +16,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
 from pathlib import Path
 
-from bridge_stg.eval.published import (
-    AVERAGE_VIOU,
-    DATASETS,
-    HCSTVG_V1,
-    HCSTVG_V2,
-    SYNTHETIC,
-    UNKNOWN_PROTOCOL,
-    VIDSTG,
-    ResultRow,
-    metric_keys,
-)
+from bridge_stg.eval.datasets import dataset_names, metric_keys
+from bridge_stg.eval.published import AVERAGE_VIOU, UNKNOWN_PROTOCOL, ResultRow
 
 MISSING_MARKDOWN = "–"
 MISSING_LATEX = "--"
 PROTOCOL_NOTE = "rows with different protocols are not directly comparable"
 
-_TITLES = {VIDSTG: "VidSTG", HCSTVG_V1: "HC-STVG v1", HCSTVG_V2: "HC-STVG v2", SYNTHETIC: "Synthetic benchmark"}
 _GROUPS = {"declarative": ("Declarative", "Decl."), "interrogative": ("Interrogative", "Int.")}
 _LATEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"} | {
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
@@ -56,12 +46,6 @@ def columns(dataset: str) -> list[Column]:
         label = "Avg. m_vIoU" if key == AVERAGE_VIOU else metric_label(metric)
         out.append(Column(key, group, label))
     return out
-
-
-def dataset_title(dataset: str) -> str:
-    """Display name: ``vidstg`` → ``VidSTG``, ``hcstvg_v1`` → ``HC-STVG v1``, ``synthetic`` → ``Synthetic
-    benchmark``."""
-    return _TITLES.get(dataset, dataset)
 
 
 def protocol_label(protocol: str) -> str:
@@ -178,8 +162,8 @@ def row_from_metrics(metrics: Mapping[str, object], source: str, default_name: s
     ``source`` names the file in errors; ``default_name`` labels the row when the file has no ``name``.
     """
     dataset = _required(metrics, "dataset", source)
-    if dataset not in DATASETS:
-        raise ValueError(f"{source}: unknown dataset {dataset!r}; expected one of {list(DATASETS)}")
+    if dataset not in dataset_names("tube"):
+        raise ValueError(f"{source}: unknown dataset {dataset!r}; expected one of {list(dataset_names('tube'))}")
     text = {k: _required(metrics, k, source) for k in ("split", "protocol")}
     text["name"] = metrics.get("name", default_name)
     for key, value in text.items():

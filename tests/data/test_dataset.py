@@ -1,15 +1,18 @@
 """Datasets over generated videos and images: every source type, skipping, the weighted mixture."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from bridge_stg.annotations.charades import read_charades_sta
+from bridge_stg.annotations.load import ReadOptions
+from bridge_stg.annotations.referring import read_referring_jsonl
 from bridge_stg.data.dataset import GroundingDataset, MixtureDataset, SkippedSample, drop_skipped
 from bridge_stg.data.frames import FrameBudget, make_even
-from bridge_stg.data.sources import read_charades_sta, read_referring_jsonl
-from bridge_stg.data.video_io import VideoReadError, write_video
+from bridge_stg.data.video_io import VideoReadError, probe_video, write_video
 from bridge_stg.ops.sampling import sample_frame_ids
 from bridge_stg.structures import SentenceRecord
 
@@ -90,27 +93,37 @@ def test_video_shorter_than_annotated_is_reported(tube_source):
 def test_charades_sta_records_are_temporal_only(tmp_path):
     moving_box_video(tmp_path / "AB12C.mp4", np.tile([1.0, 1.0, 9.0, 9.0], (N, 1)))
     (tmp_path / "train.txt").write_text("AB12C 1.0 2.5##a person opens a door.\nAB12C 0 1.2##someone sits.\n")
-    recs = read_charades_sta(tmp_path / "train.txt", tmp_path)
+    options = ReadOptions(media_root=tmp_path, probe=probe_video)
+    recs, report = read_charades_sta(tmp_path / "train.txt", "charades", options)
     assert [r.tube for r in recs] == [(10, 25), (0, 12)] and recs[0].fps == FPS and recs[0].frame_count == N
+    assert report.num_records == 2 and not report.has_boxes
     s = GroundingDataset(recs, tmp_path, FrameBudget(fps=5.0, max_frames=64), source="charades")[0]
     assert s.task == "temporal" and not s.has_boxes and s.span == (5, 13)
-    (tmp_path / "bad.txt").write_text("AB12C 3.0 1.0##backwards\n")
-    with pytest.raises(ValueError, match="bad.txt:1"):
-        read_charades_sta(tmp_path / "bad.txt", tmp_path)
+    (tmp_path / "bad.txt").write_text("AB12C 0 1.0##fine\n\nAB12C 3.0 1.0##backwards\n")
+    with pytest.raises(ValueError, match=r"bad.txt: sentence 1 .*field 'line 3'.*0 <= start < end"):
+        read_charades_sta(tmp_path / "bad.txt", "charades", options)
+    recs, report = read_charades_sta(tmp_path / "bad.txt", "charades",
+                                     dataclasses.replace(options, skip_invalid=True))
+    assert [r.sentence_id for r in recs] == [0] and report.num_skipped_sentences == 1
+    with pytest.raises(ValueError, match="needs the video folder"):
+        read_charades_sta(tmp_path / "train.txt", "charades", ReadOptions())
 
 
 def test_referring_expressions_are_two_frame_images_without_span(tmp_path):
     Image.fromarray(np.full((60, 80, 3), 200, dtype=np.uint8)).save(tmp_path / "img.jpg")
     (tmp_path / "refs.jsonl").write_text(json.dumps(
         {"image": "img.jpg", "bbox": [8, 6, 40, 30], "sentence": "the grey wall", "width": 80, "height": 60}) + "\n")
-    recs = read_referring_jsonl(tmp_path / "refs.jsonl")
+    recs, _ = read_referring_jsonl(tmp_path / "refs.jsonl", "refcoco", ReadOptions())
     s = GroundingDataset(recs, tmp_path, FrameBudget(), source="refcoco")[0]
     assert s.task == "image" and s.span is None and s.frames.shape[0] == 2 and s.box_mask.all()
     np.testing.assert_allclose(s.boxes_cxcywh01[0], [28 / 80, 21 / 60, 40 / 80, 30 / 60], rtol=1e-6)
     (tmp_path / "blank.jsonl").write_text(json.dumps(
         {"image": "img.jpg", "bbox": [8, 6, 40, 30], "sentence": " ", "width": 80, "height": 60}) + "\n")
-    with pytest.raises(ValueError, match=r"blank.jsonl:1 \(img.jpg\): empty sentence"):
-        read_referring_jsonl(tmp_path / "blank.jsonl")
+    with pytest.raises(ValueError, match=r"blank.jsonl: sentence 0 \(video 'img'.*field 'line 1': empty sentence"):
+        read_referring_jsonl(tmp_path / "blank.jsonl", "refcoco", ReadOptions())
+    (tmp_path / "mixed.jsonl").write_text("not json\n" + (tmp_path / "refs.jsonl").read_text())
+    recs, report = read_referring_jsonl(tmp_path / "mixed.jsonl", "refcoco", ReadOptions(skip_invalid=True))
+    assert [r.sentence_id for r in recs] == [1] and report.num_skipped_sentences == 1 and report.num_entries == 2
 
 
 class _Constant:

@@ -10,10 +10,10 @@ import pytest
 from markdown_table import markdown_rows
 
 from bridge_stg.cli.tables import main
-from bridge_stg.eval.published import PUBLISHED, UNKNOWN_PROTOCOL, metric_keys, published_rows
+from bridge_stg.eval.datasets import dataset_title, metric_keys, published_rows
+from bridge_stg.eval.published import PUBLISHED, UNKNOWN_PROTOCOL
 from bridge_stg.eval.tables import (
     PROTOCOL_NOTE,
-    dataset_title,
     format_value,
     load_metrics_row,
     render_latex,
