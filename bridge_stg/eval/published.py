@@ -14,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import get_args
+
+from bridge_stg.structures import SentenceType
 
 VIDSTG, HCSTVG_V1, HCSTVG_V2 = "vidstg", "hcstvg_v1", "hcstvg_v2"
-SENTENCE_TYPES = ("declarative", "interrogative")  # VidSTG reports every metric per sentence type
+SENTENCE_TYPES: tuple[str, ...] = get_args(SentenceType)  # VidSTG reports every metric per sentence type
 METRICS = ("tiou", "viou", "viou@0.3", "viou@0.5")  # m_tIoU, m_vIoU, vIoU@0.3, vIoU@0.5: table column order
 AVERAGE_VIOU = "average_viou"  # VidSTG: mean of declarative and interrogative m_vIoU
 UNKNOWN_PROTOCOL = "unknown"  # the paper (or our doc) does not state the protocol

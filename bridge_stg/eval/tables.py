@@ -17,7 +17,7 @@ from itertools import groupby
 from pathlib import Path
 
 from bridge_stg.eval.datasets import dataset_names, metric_keys
-from bridge_stg.eval.published import AVERAGE_VIOU, UNKNOWN_PROTOCOL, ResultRow
+from bridge_stg.eval.published import AVERAGE_VIOU, SENTENCE_TYPES, UNKNOWN_PROTOCOL, ResultRow
 
 MISSING_MARKDOWN = "–"
 MISSING_LATEX = "--"
@@ -195,7 +195,7 @@ def metric_label(name: str) -> str:
 
 def format_summary(metrics: dict) -> str:
     """A readable table of a metrics dict (values x100)."""
-    groups = [t for t in ("declarative", "interrogative") if f"{t}_viou" in metrics] or [""]
+    groups = [t for t in SENTENCE_TYPES if f"{t}_viou" in metrics] or [""]
     prefix0 = f"{groups[0]}_" if groups[0] else ""
     at = sorted({k.split("@")[1] for k in metrics if k.startswith(prefix0 + "viou@")}, key=float)
     names = ["tiou", "viou", *(f"viou@{t}" for t in at), "gt_viou", *(f"gt_viou@{t}" for t in at)]
