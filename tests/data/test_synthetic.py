@@ -29,6 +29,7 @@ from bridge_stg.data.synthetic import (
     to_hcstvg_record,
     to_vidstg_record,
 )
+from bridge_stg.data.synthetic import write as synthetic_write
 from bridge_stg.ops.boxes import paired_box_iou
 from bridge_stg.ops.segments import segment_iou
 from bridge_stg.structures import SentenceRecord
@@ -136,7 +137,7 @@ def test_both_formats_load_back_as_the_records(bench):
 def test_up_to_date_benchmark_is_not_regenerated(bench, monkeypatch):
     out, records = bench
     calls = []
-    monkeypatch.setattr(synthetic, "encode_mp4", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(synthetic_write, "encode_mp4", lambda *a, **k: calls.append(a))
     again = generate_benchmark(CFG, out, SMALL)
     assert calls == []
     for split in SMALL:
