@@ -91,8 +91,3 @@ class Where:
 
     def sentence(self, sentence_id: int) -> Where:
         return replace(self, sentence_ids=(sentence_id,))
-
-
-def duplicate_id_error(where: Where, sentence_id: int, first_entry: int) -> AnnotationError:
-    return where.error("video_id", f"duplicate sentence id {sentence_id}, also used by entry {first_entry}",
-                       fix="sentence ids must be unique; re-generate the file")

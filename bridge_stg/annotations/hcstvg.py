@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge_stg.annotations.errors import Where, duplicate_id_error
+from bridge_stg.annotations.errors import Where
 from bridge_stg.annotations.parsing import (
     get_float,
     get_int,
@@ -33,6 +33,7 @@ from bridge_stg.annotations.parsing import (
     get_str,
     number_rows,
     read_only,
+    tubedetr_entry_id,
     video_stem,
     write_json,
 )
@@ -215,11 +216,7 @@ def read_tubedetr_hcstvg(
 def _proc_record(
     entry: Any, where: Where, dataset: str, seen: dict[int, int], box_margin: float
 ) -> SentenceRecord:
-    if not isinstance(entry, dict):
-        raise where.error("<entry>", f"expected a JSON object, got {type(entry).__name__}")
-    sentence_id = get_int(entry, "video_id", where)
-    if sentence_id in seen:
-        raise duplicate_id_error(where, sentence_id, seen[sentence_id])
+    sentence_id = tubedetr_entry_id(entry, where, seen)
     frame_count = get_int(entry, "frame_count", where)
     _times(entry, where, "tube_start_time", "tube_end_time")
     tube = (get_int(entry, "tube_start_frame", where) - 1, get_int(entry, "tube_end_frame", where) - 1)

@@ -96,6 +96,18 @@ def get_dict(obj: Any, key: str, where: Where, prefix: str = "") -> dict:
     return value
 
 
+def tubedetr_entry_id(entry: Any, where: Where, seen: dict[int, int]) -> int:
+    """The sentence id (``video_id``) of a TubeDETR-preprocessed entry, which must be an object whose id no earlier
+    entry used (``seen``: id -> entry)."""
+    if not isinstance(entry, dict):
+        raise where.error("<entry>", f"expected a JSON object, got {type_name(entry)}")
+    sentence_id = get_int(entry, "video_id", where)
+    if sentence_id in seen:
+        raise where.error("video_id", f"duplicate sentence id {sentence_id}, also used by entry {seen[sentence_id]}",
+                          fix="sentence ids must be unique; re-generate the file")
+    return sentence_id
+
+
 def number_rows(rows: list, width: int, where: Where, field: str) -> np.ndarray:
     """``rows`` (a list of ``width``-long lists of numbers) as a float64 array ``[len(rows), width]``.
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge_stg.annotations.errors import AnnotationError, Where, duplicate_id_error
+from bridge_stg.annotations.errors import AnnotationError, Where
 from bridge_stg.annotations.parsing import (
     get_dict,
     get_float,
@@ -35,6 +35,7 @@ from bridge_stg.annotations.parsing import (
     number_rows,
     read_json,
     read_only,
+    tubedetr_entry_id,
     write_json,
 )
 from bridge_stg.annotations.report import Collector
@@ -297,11 +298,7 @@ def _tubedetr_record(
     seen: dict[int, int],
     box_margin: float,
 ) -> SentenceRecord:
-    if not isinstance(video, dict):
-        raise where.error("<entry>", f"expected a JSON object, got {type(video).__name__}")
-    sentence_id = get_int(video, "video_id", where)
-    if sentence_id in seen:
-        raise duplicate_id_error(where, sentence_id, seen[sentence_id])
+    sentence_id = tubedetr_entry_id(video, where, seen)
     vid = get_str(video, "original_video_id", where)
     target_id = get_int(video, "target_id", where)
     qtype = get_str(video, "qtype", where)
