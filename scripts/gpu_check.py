@@ -51,7 +51,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge_stg.data.collate import GroundingBatch, GroundingCollator
+from bridge_stg.batch import GroundingBatch
+from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.engine.task import GroundingTask
 from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG

@@ -1,4 +1,5 @@
-"""``GroundingSample``s -> one model-ready ``GroundingBatch``: the ONLY code that builds Qwen2-VL inputs.
+"""``GroundingSample``s -> one model-ready ``GroundingBatch`` (:mod:`bridge_stg.batch`): the ONLY code that
+builds Qwen2-VL inputs.
 
 Shape legend: B batch, L padded sequence length, T sampled frames (padded to the batch max), C = T/2 chunks (padded
 to the batch max), V visual LLM tokens per chunk (padded to the batch max; a sample's chunks all have
@@ -29,12 +30,13 @@ How the inputs are built (DESIGN step 2):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from bridge_stg.batch import GroundingBatch
 from bridge_stg.structures import FRAMES_PER_CHUNK, GroundingSample
 from bridge_stg.text.prompt import (
     VISION_END,
@@ -47,44 +49,6 @@ from bridge_stg.text.prompt import (
     query_char_span,
 )
 from bridge_stg.tokens import IGNORE_INDEX, Family
-
-
-@dataclass
-class GroundingBatch:
-    """A collated batch. Positions index the padded sequence (``L``); -1 marks padding in position tensors.
-
-    ``model_inputs`` is exactly what ``Qwen2(_5)VLForConditionalGeneration.forward`` takes: ``input_ids [B, L]``,
-    ``attention_mask [B, L]``, ``mm_token_type_ids [B, L]``, ``pixel_values_videos [P, 3*2*14*14]``,
-    ``video_grid_thw [N, 3]``, ``second_per_grid_ts [N]`` (Qwen2.5-VL only), ``labels [B, L]`` (``with_answers``).
-    ``span`` is ``[start, end)`` in sampled-frame indices, ``(0, 0)`` where ``has_span`` is False.
-    """
-
-    model_inputs: dict[str, torch.Tensor]
-    frame_query_pos: torch.Tensor  # long [B, C]
-    chunk_mask: torch.Tensor  # bool [B, C]
-    bridge_pos: torch.Tensor  # long [B, K]
-    video_token_pos: torch.Tensor  # long [B, C, V], row-major over the chunk's (H/28, W/28) token grid
-    video_token_mask: torch.Tensor  # bool [B, C, V]
-    grid_hw: torch.Tensor  # long [B, 2]: LLM token grid (H/28, W/28) of every chunk of the sample
-    query_mask: torch.Tensor  # bool [B, L]: the sentence's tokens in the prompt
-    span: torch.Tensor  # long [B, 2]
-    has_span: torch.Tensor  # bool [B]
-    boxes_cxcywh01: torch.Tensor  # float32 [B, T, 4]
-    box_mask: torch.Tensor  # bool [B, T]
-    frame_mask: torch.Tensor  # bool [B, T]
-    meta: list[dict[str, Any]]
-
-    def __len__(self) -> int:
-        return len(self.meta)
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> GroundingBatch:
-        """A copy with every tensor on ``device`` (``meta`` is shared)."""
-
-        def move(x: Any) -> Any:
-            return x.to(device, non_blocking=non_blocking) if isinstance(x, torch.Tensor) else x
-
-        values = {f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "model_inputs"}
-        return GroundingBatch(model_inputs={k: move(v) for k, v in self.model_inputs.items()}, **values)
 
 
 class GroundingCollator:

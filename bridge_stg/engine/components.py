@@ -15,9 +15,9 @@ from bridge_stg.engine.builder import is_pretrained_tiny
 from bridge_stg.engine.distributed import DistContext, barrier
 from bridge_stg.engine.pretrain import ensure_pretrained_backbone, save_random_start
 from bridge_stg.engine.specs import SYNTHETIC_STREAM, RunSpec, SourceSpec
-from bridge_stg.eval.datasets import get_dataset
 from bridge_stg.eval.baselines import mean_box_size
-from bridge_stg.loss.criterion import GroundingCriterion
+from bridge_stg.eval.datasets import get_dataset
+from bridge_stg.loss.criterion import CoupledCriterion, GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG
 from bridge_stg.model.coupled import CoupledBaseline, is_coupled_checkpoint
 from bridge_stg.model.tiny import is_tiny_checkpoint
@@ -117,5 +117,6 @@ def build_collator(model: BridgeSTG | CoupledBaseline, spec: RunSpec) -> Groundi
                              timestamps=spec.data.timestamps, with_answers=isinstance(model, CoupledBaseline))
 
 
-def build_criterion(spec: RunSpec) -> GroundingCriterion:
-    return GroundingCriterion(spec.loss)
+def build_criterion(spec: RunSpec) -> GroundingCriterion | CoupledCriterion:
+    """The objective of ``model.kind``: the weighted terms of ``loss.*``, or the coupled baseline's LM loss alone."""
+    return CoupledCriterion() if spec.model.kind == "coupled" else GroundingCriterion(spec.loss)

@@ -2,7 +2,8 @@
 returns UNWEIGHTED scalars, and the weights of :class:`CriterionConfig` are applied outside the terms.
 
 Shape legend: B batch, T sampled frames, F decoded frames (frames the spatial decoder saw), V candidate visual tokens
-per decoded frame, Ld decoder layers, d decoder width, N selected elements (boxes, frames, tokens).
+per decoded frame, L decoder layers (``Ld`` in the model), d decoder width, N the elements a term selects (boxes,
+frames, tokens; the B * T frame keys in ``contrastive``), R the anchors of ``contrastive``.
 
 Terms (key: loss, counted on); ``span`` is half-open ``[s, e)`` in sampled-frame indices:
 
@@ -24,23 +25,23 @@ A term whose targets are absent from the batch (an image batch has no span, a te
 missing from the result: no zero-filled stand-in, no log entry. Box and objectness terms are computed for every
 decoder layer when ``aux_decoder_layers`` (keys ``box_l1/aux0`` ... for all but the last layer, which is ``box_l1``),
 each with the term's weight, as DETR does.
+
+The coupled baseline has one objective, the LM loss of its text answers: :class:`CoupledCriterion` turns its
+:class:`~bridge_stg.batch.CoupledOutput` into that loss, unweighted (``engine.components.build_criterion`` picks
+the criterion of the model kind once, at build time).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from bridge_stg.batch import BridgeSTGOutput, CoupledOutput, GroundingBatch
 from bridge_stg.loss.box_ops import cxcywh_to_xyxy, paired_generalized_box_iou
-from bridge_stg.model.outputs import BridgeSTGOutput
-
-if TYPE_CHECKING:  # the criterion reads only the target fields; no runtime dependency on the data package
-    from bridge_stg.data.collate import GroundingBatch
 
 TERMS = ("start_end", "inside", "box_l1", "box_giou", "objectness", "contrastive", "token_relevance", "query_motion",
          "lm")
@@ -290,6 +291,15 @@ class GroundingCriterion(nn.Module):
     def _layers(self, per_layer: torch.Tensor) -> torch.Tensor:
         """The decoder layers that are supervised: all (``aux_decoder_layers``) or the last, keeping the layer dim."""
         return per_layer if self.cfg.aux_decoder_layers else per_layer[-1:]
+
+
+class CoupledCriterion(nn.Module):
+    """``forward(output, batch) -> (lm_loss, {"lm", "total"})``: the coupled baseline's LM loss is its whole objective,
+    so the weights of :class:`CriterionConfig` are not used."""
+
+    def forward(self, output: CoupledOutput, batch: GroundingBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        value = float(output.lm_loss.detach())
+        return output.lm_loss, {"lm": value, "total": value}
 
 
 def _per_layer(name: str, values_L: torch.Tensor) -> LossDict:

@@ -3,24 +3,34 @@
 Shapes: B batch, L sequence, T frames, C = T/2 chunks, V visual tokens per chunk, K bridge tokens, S layers read,
 D LLM width, d decoder width, F decoded frames, k kept tokens, Ld decoder layers.
 
-Order of a forward pass: backbone -> bridging queries -> relevance of every chunk's tokens to them (the tokens and
-their grid positions pooled into the temporal head) -> query vector (pooled bridging queries + pooled sentence tokens)
--> temporal head -> span (GT while training, predicted
-otherwise) -> temporal context added to the queries -> frame selection -> token selection -> spatial decoder. The
-model returns a :class:`BridgeSTGOutput` and never computes a loss.
+:meth:`BridgeSTG.forward` follows the paper's figure, each stage handing the next a small record:
+
+1. backbone: one MLLM pass, read at the frame-query, bridge and video tokens (:class:`BackboneFeatures`);
+2. bridging queries ``[B, S, K, d]`` from the bridge tokens' states (plus the pooled sentence);
+3. temporal head: every chunk's tokens pooled by their relevance to the queries, with where they find the target,
+   and a query vector (pooled bridging queries + pooled sentence tokens) -> per-frame logits (:class:`TemporalResult`);
+4. span: the GT span while training, the decoded prediction otherwise (:meth:`BridgeSTG.decode_spans`, the one CPU
+   sync point, runs only where a predicted span is needed);
+5. temporal context: the mean frame feature inside that span, added to the queries;
+6. frame selection (:class:`SelectedFrames`) and 7. token selection (:class:`SelectedTokens`);
+8. spatial decoder: one query per selected frame over its kept tokens
+   (:class:`~bridge_stg.model.spatial_decoder.DecoderInputs`);
+9. output: a :class:`~bridge_stg.batch.BridgeSTGOutput`. The model never computes a loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from bridge_stg.batch import BridgeSTGOutput, GroundingBatch
 from bridge_stg.integrity import MANIFEST, load_safetensors, read_json, verify_manifest, write_manifest
 from bridge_stg.model.bridge import SemanticBridge
 from bridge_stg.model.config import (
@@ -33,25 +43,64 @@ from bridge_stg.model.config import (
 )
 from bridge_stg.model.layers import TextPooling, grid_embedding, masked_mean, sinusoidal
 from bridge_stg.model.mllm import MLLMBackbone
-from bridge_stg.model.outputs import BridgeSTGOutput
 from bridge_stg.model.selection import (
     inside_span,
     select_inference_frames,
     select_tokens,
     select_training_frames,
 )
-from bridge_stg.model.spatial_decoder import SpatialDecoder
+from bridge_stg.model.spatial_decoder import DecoderInputs, SpatialDecoder
 from bridge_stg.model.temporal_head import TemporalHead
 from bridge_stg.ops.segments import decode_span
 from bridge_stg.structures import FRAMES_PER_CHUNK
 from bridge_stg.tokens import GroundingTokens
 
-if TYPE_CHECKING:  # the model reads a collated batch but does not depend on the data package
-    from bridge_stg.data.collate import GroundingBatch
-
 CONFIG_FILE = "bridge_stg_config.json"
 HEADS_FILE = "heads.safetensors"
 VERIFY_OPT_OUT = "pass verify_checkpoint=false to scripts/evaluate.py (from_pretrained(..., verify=False))"
+
+
+@dataclass(frozen=True)
+class BackboneFeatures:
+    """What the heads read from the one MLLM pass; no later stage sees the backbone's states."""
+
+    frame_queries_BCSD: torch.Tensor  # the <|frame_q|> state of every chunk, per layer read
+    bridge_BSKD: torch.Tensor  # the bridge tokens' states, per layer read
+    visual_BCVd: torch.Tensor  # the video tokens' states of the feature layer, projected to the decoder width
+    text_BLD: torch.Tensor  # every position's state averaged over the layers read (the sentence is pooled from it)
+    lm_loss: torch.Tensor | None  # scalar, when the batch carried text answers
+
+
+@dataclass(frozen=True)
+class TemporalResult:
+    """The temporal head's reading of the clip."""
+
+    logits_BT3: torch.Tensor  # start, end, inside logits per sampled frame (T = 2C)
+    chunk_BCd: torch.Tensor  # chunk features after the head's encoder
+    frame_BTd: torch.Tensor  # the same per frame (a chunk's feature for both of its frames), cut to T
+    query_motion_BP2: torch.Tensor | None  # the motion directions the sentence predicts (``motion_matching``)
+
+
+@dataclass(frozen=True)
+class SelectedFrames:
+    """The frames the spatial decoder sees."""
+
+    idx_BF: torch.Tensor  # long: indices into T, -1 for padding
+    mask_BF: torch.Tensor  # bool: real selected frame
+
+
+@dataclass(frozen=True)
+class SelectedTokens:
+    """Every candidate token of the selected frames (its chunk's tokens), scored, and the top-k kept per frame."""
+
+    mask_BFV: torch.Tensor  # bool: real candidate token of a real frame
+    centers_BFV2: torch.Tensor  # (x, y) in [0, 1]: centre of each candidate token's grid cell
+    cell_B2: torch.Tensor  # (w, h) in [0, 1] of one grid cell
+    scores_BFV: torch.Tensor  # relevance to the bridging queries (masked candidates: the dtype's minimum)
+    keep_BFk: torch.Tensor  # long: indices into V of the kept tokens
+    keep_mask_BFk: torch.Tensor  # bool: real kept token
+    kept_BFkd: torch.Tensor  # the kept tokens' features plus the embedding of their cell centre
+    kept_centers_BFk2: torch.Tensor  # (x, y) in [0, 1]: centre of each kept token's cell
 
 
 def _gather_positions(states_BLD: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -95,45 +144,150 @@ class BridgeSTG(nn.Module):
     # ------------------------------------------------------------------------------------------------ forward
 
     def forward(self, batch: GroundingBatch, generator: torch.Generator | None = None) -> BridgeSTGOutput:
+        """The stages of the module docstring, in order. ``generator`` draws the training frames."""
+        features = self._read_backbone(batch)
+        queries_BSKd = self._bridging_queries(features, batch)
+        temporal = self._temporal_head(features, queries_BSKd, batch)
+        span_B2 = self._span_for_context(temporal.logits_BT3, batch)
+        queries_BSKd = self._add_temporal_context(queries_BSKd, temporal.frame_BTd, span_B2, batch.frame_mask)
+        frames = self._select_frames(span_B2, batch, generator)
+        tokens = self._select_tokens(features.visual_BCVd, queries_BSKd, frames, batch)
+        decoder_inputs = self._decoder_inputs(queries_BSKd, temporal.frame_BTd, frames, tokens)
+        boxes_LdBF4, objectness_LdBF = self.decoder(decoder_inputs, queries_BSKd)
+        return BridgeSTGOutput(
+            temporal_logits=temporal.logits_BT3, frame_mask=batch.frame_mask,
+            decoded_frames=frames.idx_BF, decoded_mask=frames.mask_BF,
+            boxes_cxcywh01=boxes_LdBF4, objectness_logits=objectness_LdBF,
+            token_logits=tokens.scores_BFV.masked_fill(~tokens.mask_BFV, 0.0), token_centers01=tokens.centers_BFV2,
+            token_mask=tokens.mask_BFV, token_cell01=tokens.cell_B2,
+            bridge_pooled=self.bridge.pooled(queries_BSKd) if self.cfg.bridge.enabled else None,
+            frame_embeddings=temporal.frame_BTd, lm_loss=features.lm_loss,
+            query_motion_B2=temporal.query_motion_BP2[:, 0] if temporal.query_motion_BP2 is not None else None,
+            span_idx=None if self.training else span_B2,
+            stats=self._stats(batch, frames, tokens))
+
+    def _read_backbone(self, batch: GroundingBatch) -> BackboneFeatures:
+        """1. The MLLM's states at the frame-query, bridge and video tokens, and the layer-averaged text states."""
         backbone_out = self.backbone(batch.model_inputs)
         states = dict(zip(self.backbone.layer_indices, backbone_out.layer_states))
         read = [states[i] for i in self.layers_read]
-        frame_q_BCSD = torch.stack([_gather_positions(h, batch.frame_query_pos) for h in read], dim=2)
-        bridge_tok = torch.stack([_gather_positions(h, batch.bridge_pos) for h in read], dim=1)  # [B, S, K, D]
-        visual_BCVd = self.visual_proj(_gather_positions(states[self.feature_layer], batch.video_token_pos).float())
+        return BackboneFeatures(
+            frame_queries_BCSD=torch.stack([_gather_positions(h, batch.frame_query_pos) for h in read], dim=2),
+            bridge_BSKD=torch.stack([_gather_positions(h, batch.bridge_pos) for h in read], dim=1),
+            visual_BCVd=self.visual_proj(_gather_positions(states[self.feature_layer], batch.video_token_pos).float()),
+            text_BLD=torch.stack(read).mean(0),
+            lm_loss=backbone_out.lm_loss)
 
-        text_BLD = torch.stack(read).mean(0)
-        sentence_Bd = self.sentence(text_BLD, batch.query_mask) if self.sentence is not None else None
-        queries = self.bridge(bridge_tok, sentence_Bd)  # [B, S, K, d]
-        relevance_BCV = self._relevance(visual_BCVd, queries, batch.video_token_mask).softmax(-1)
+    def _bridging_queries(self, features: BackboneFeatures, batch: GroundingBatch) -> torch.Tensor:
+        """2. Bridging queries ``[B, S, K, d]``: the bridge tokens' states projected, plus the pooled sentence."""
+        sentence_Bd = self.sentence(features.text_BLD, batch.query_mask) if self.sentence is not None else None
+        return self.bridge(features.bridge_BSKD, sentence_Bd)
+
+    def _temporal_head(self, features: BackboneFeatures, queries_BSKd: torch.Tensor,
+                       batch: GroundingBatch) -> TemporalResult:
+        """3. The temporal head on the frame-query states, each chunk's tokens pooled by their relevance to the
+        queries, where in the frame the queries find the target, and the query vector (pooled bridging queries plus,
+        with ``text_pooling``, the pooled sentence tokens)."""
+        visual_BCVd, text_BLD = features.visual_BCVd, features.text_BLD
+        relevance_BCV = self._relevance(visual_BCVd, queries_BSKd, batch.video_token_mask).softmax(-1)
         pooled_BCd = (relevance_BCV.unsqueeze(-1) * visual_BCVd).sum(2)
         centers_BCV2, _ = self._token_centers(batch.grid_hw, visual_BCVd.shape[2], visual_BCVd.shape[1])
         position_BC2 = (relevance_BCV.unsqueeze(-1) * centers_BCV2).sum(2)  # where the queries find the target
-        query_Bd = self.bridge.pooled(queries)
+        query_Bd = self.bridge.pooled(queries_BSKd)
         if self.text_pooling is not None:
             query_Bd = query_Bd + self.text_pooling(text_BLD, batch.query_mask)
         probes_BP2 = None
         if self.motion_text is not None:
             probes_BP2 = self.temporal_head.query_motion(self.motion_text(text_BLD, batch.query_mask))
-        temporal_logits, chunk_BCd = self.temporal_head(frame_q_BCSD, batch.chunk_mask, pooled_BCd, position_BC2,
-                                                        query_Bd, probes_BP2)
-        frame_mask = batch.frame_mask
-        span = self._span_for_context(temporal_logits, batch)
-        frame_feat_BTd = chunk_BCd.repeat_interleave(FRAMES_PER_CHUNK, dim=1)[:, : frame_mask.shape[1]]
-        context = masked_mean(frame_feat_BTd, inside_span(span, frame_mask.shape[1]) & frame_mask, dim=1)
-        queries = self.bridge.add_context(queries, context)
+        logits_BT3, chunk_BCd = self.temporal_head(features.frame_queries_BCSD, batch.chunk_mask, pooled_BCd,
+                                                   position_BC2, query_Bd, probes_BP2)
+        frame_BTd = chunk_BCd.repeat_interleave(FRAMES_PER_CHUNK, dim=1)[:, : batch.frame_mask.shape[1]]
+        return TemporalResult(logits_BT3=logits_BT3, chunk_BCd=chunk_BCd, frame_BTd=frame_BTd,
+                              query_motion_BP2=probes_BP2)
 
+    def _span_for_context(self, logits_BT3: torch.Tensor, batch: GroundingBatch) -> torch.Tensor:
+        """4. ``[B, 2]`` frame indices: the GT span where training has one, else the decoded prediction. Training
+        decodes spans only when some sample lacks a GT span (images, temporal-free sources)."""
+        if not self.training:
+            return self.decode_spans(logits_BT3, batch.frame_mask)
+        if bool(batch.has_span.all()):
+            return batch.span
+        predicted_B2 = self.decode_spans(logits_BT3, batch.frame_mask)
+        return torch.where(batch.has_span[:, None], batch.span, predicted_B2)
+
+    @staticmethod
+    def decode_spans(temporal_logits: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """The best half-open span of every sample (:func:`~bridge_stg.ops.segments.decode_span` on its valid
+        frames): long ``[B, 2]`` on the logits' device.
+
+        THE CPU sync point of the forward pass: the logits travel to the host. The forward calls it once in eval
+        mode (the result is ``BridgeSTGOutput.span_idx``, which :meth:`predict` reads) and in training only for a
+        batch where some sample lacks a GT span. (The ``stats`` floats, the has-span check and the width of the
+        inference frame selection are small host reads besides.)
+        """
+        logits = temporal_logits.detach().float().cpu().numpy()
+        counts = frame_mask.sum(1).cpu().numpy()
+        spans = [decode_span(lg[:n, 0], lg[:n, 1]) for lg, n in zip(logits, counts)]
+        return torch.tensor(spans, dtype=torch.long, device=temporal_logits.device)
+
+    def _add_temporal_context(self, queries_BSKd: torch.Tensor, frame_BTd: torch.Tensor, span_B2: torch.Tensor,
+                              frame_mask_BT: torch.Tensor) -> torch.Tensor:
+        """5. The mean frame feature inside the span, added to the queries (``bridge.temporal_context``)."""
+        context_Bd = masked_mean(frame_BTd, inside_span(span_B2, frame_mask_BT.shape[1]) & frame_mask_BT, dim=1)
+        return self.bridge.add_context(queries_BSKd, context_Bd)
+
+    def _select_frames(self, span_B2: torch.Tensor, batch: GroundingBatch,
+                       generator: torch.Generator | None) -> SelectedFrames:
+        """6. Training: positives inside the GT tube and negatives outside the GT span; else the span's frames."""
+        sel = self.cfg.selection
         if self.training:
-            sel = self.cfg.selection
-            frames, fmask = select_training_frames(batch.box_mask, batch.span, batch.has_span, frame_mask,
-                                                   sel.num_positive, sel.num_negative, generator)
+            idx_BF, mask_BF = select_training_frames(batch.box_mask, batch.span, batch.has_span, batch.frame_mask,
+                                                     sel.num_positive, sel.num_negative, generator)
         else:
-            frames, fmask = select_inference_frames(span, frame_mask, self.cfg.selection.inference_frames)
-        out = self._decode(batch, queries, visual_BCVd, chunk_BCd, frame_feat_BTd, temporal_logits, frames, fmask,
-                           backbone_out.lm_loss)
-        if probes_BP2 is not None:
-            out.query_motion_B2 = probes_BP2[:, 0]
-        return out
+            idx_BF, mask_BF = select_inference_frames(span_B2, batch.frame_mask, sel.inference_frames)
+        return SelectedFrames(idx_BF=idx_BF, mask_BF=mask_BF)
+
+    def _select_tokens(self, visual_BCVd: torch.Tensor, queries_BSKd: torch.Tensor, frames: SelectedFrames,
+                       batch: GroundingBatch) -> SelectedTokens:
+        """7. A selected frame's candidates are its chunk's tokens; it keeps the most relevant to the queries."""
+        v = visual_BCVd.shape[2]
+        chunk_BF = frames.idx_BF.clamp(min=0) // FRAMES_PER_CHUNK
+        tokens_BFVd = torch.gather(visual_BCVd, 1, chunk_BF[..., None, None].expand(-1, -1, *visual_BCVd.shape[2:]))
+        mask_BFV = torch.gather(batch.video_token_mask, 1, chunk_BF[..., None].expand(-1, -1, v))
+        mask_BFV = mask_BFV & frames.mask_BF[..., None]
+        centers_BFV2, cell_B2 = self._token_centers(batch.grid_hw, v, frames.idx_BF.shape[1])
+        scores_BFV = self._relevance(tokens_BFVd, queries_BSKd, mask_BFV)
+        keep_BFk, keep_mask_BFk = select_tokens(scores_BFV, mask_BFV, self.cfg.selection.keep_ratio)
+        kept_BFkd = torch.gather(tokens_BFVd, 2, keep_BFk[..., None].expand(-1, -1, -1, tokens_BFVd.shape[-1]))
+        kept_centers_BFk2 = torch.gather(centers_BFV2, 2, keep_BFk[..., None].expand(-1, -1, -1, 2))
+        kept_BFkd = kept_BFkd + grid_embedding(kept_centers_BFk2[..., 1], kept_centers_BFk2[..., 0],
+                                               kept_BFkd.shape[-1])
+        return SelectedTokens(mask_BFV=mask_BFV, centers_BFV2=centers_BFV2, cell_B2=cell_B2, scores_BFV=scores_BFV,
+                              keep_BFk=keep_BFk, keep_mask_BFk=keep_mask_BFk, kept_BFkd=kept_BFkd,
+                              kept_centers_BFk2=kept_centers_BFk2)
+
+    def _decoder_inputs(self, queries_BSKd: torch.Tensor, frame_BTd: torch.Tensor, frames: SelectedFrames,
+                        tokens: SelectedTokens) -> DecoderInputs:
+        """8. One query per selected frame (pooled bridging query + the frame's temporal feature + its time + its
+        place in the chunk) over the frame's kept tokens, with their relevance as the decoder's prior."""
+        idx_BF = frames.idx_BF.clamp(min=0)
+        d = frame_BTd.shape[-1]
+        queries_BFd = (self.bridge.pooled(queries_BSKd)[:, None]
+                       + torch.gather(frame_BTd, 1, idx_BF[..., None].expand(-1, -1, d))
+                       + sinusoidal(idx_BF, d)
+                       + self.frame_in_chunk(idx_BF % FRAMES_PER_CHUNK))
+        kept_scores_BFk = torch.gather(tokens.scores_BFV, 2, tokens.keep_BFk).masked_fill(~tokens.keep_mask_BFk, 0.0)
+        return DecoderInputs(queries_BFd=queries_BFd, frame_mask_BF=frames.mask_BF, tokens_BFkd=tokens.kept_BFkd,
+                             token_mask_BFk=tokens.keep_mask_BFk, token_centers_BFk2=tokens.kept_centers_BFk2,
+                             token_cell_B2=tokens.cell_B2, token_scores_BFk=kept_scores_BFk)
+
+    @staticmethod
+    def _stats(batch: GroundingBatch, frames: SelectedFrames, tokens: SelectedTokens) -> dict[str, float]:
+        """Per sample: visual tokens in the prompt, tokens and frames the decoder saw (host reads, for the log)."""
+        b = frames.idx_BF.shape[0]
+        return {"visual_tokens": float(batch.video_token_mask.sum()) / b,
+                "decoder_tokens": float(tokens.keep_mask_BFk.sum()) / b,
+                "frames_decoded": float(frames.mask_BF.sum()) / b}
 
     @staticmethod
     def _relevance(visual_BXVd: torch.Tensor, queries_BSKd: torch.Tensor, mask_BXV: torch.Tensor) -> torch.Tensor:
@@ -141,54 +295,6 @@ class BridgeSTG(nn.Module):
         q = queries_BSKd[:, -1]
         scores = torch.einsum("bxvd,bkd->bxvk", visual_BXVd, q).amax(-1) / q.shape[-1] ** 0.5
         return scores.masked_fill(~mask_BXV, torch.finfo(scores.dtype).min)
-
-    def _span_for_context(self, temporal_logits: torch.Tensor, batch: GroundingBatch) -> torch.Tensor:
-        """GT span where training has one, else the decoded prediction: ``[B, 2]`` frame indices."""
-        predicted = self.decode_spans(temporal_logits, batch.frame_mask)
-        if self.training:
-            return torch.where(batch.has_span[:, None], batch.span, predicted)
-        return predicted
-
-    @staticmethod
-    def decode_spans(temporal_logits: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        logits = temporal_logits.detach().float().cpu().numpy()
-        counts = frame_mask.sum(1).cpu().numpy()
-        spans = [decode_span(lg[:n, 0], lg[:n, 1]) for lg, n in zip(logits, counts)]
-        return torch.tensor(spans, dtype=torch.long, device=temporal_logits.device)
-
-    def _decode(self, batch, queries, visual_BCVd, chunk_BCd, frame_feat_BTd, temporal_logits, frames, fmask, lm_loss):
-        b, f = frames.shape
-        chunk_BF = frames.clamp(min=0) // FRAMES_PER_CHUNK
-        gather_chunks = chunk_BF[..., None, None].expand(-1, -1, *visual_BCVd.shape[2:])
-        tokens_BFVd = torch.gather(visual_BCVd, 1, gather_chunks)
-        token_mask = torch.gather(batch.video_token_mask, 1, chunk_BF[..., None].expand(-1, -1,
-                                                                                      visual_BCVd.shape[2]))
-        token_mask = token_mask & fmask[..., None]
-        centers_BFV2, cell_B2 = self._token_centers(batch.grid_hw, visual_BCVd.shape[2], f)
-        scores = self._relevance(tokens_BFVd, queries, token_mask)
-        keep, keep_mask = select_tokens(scores, token_mask, self.cfg.selection.keep_ratio)
-        kept = torch.gather(tokens_BFVd, 2, keep[..., None].expand(-1, -1, -1, tokens_BFVd.shape[-1]))
-        kept_centers = torch.gather(centers_BFV2, 2, keep[..., None].expand(-1, -1, -1, 2))
-        kept = kept + grid_embedding(kept_centers[..., 1], kept_centers[..., 0], kept.shape[-1])
-
-        frame_idx = frames.clamp(min=0)
-        d = frame_feat_BTd.shape[-1]
-        frame_queries = (self.bridge.pooled(queries)[:, None]
-                         + torch.gather(frame_feat_BTd, 1, frame_idx[..., None].expand(-1, -1, d))
-                         + sinusoidal(frame_idx, d)
-                         + self.frame_in_chunk(frame_idx % FRAMES_PER_CHUNK))
-        kept_scores = torch.gather(scores, 2, keep).masked_fill(~keep_mask, 0.0)
-        boxes, objectness = self.decoder(frame_queries, fmask, kept, keep_mask, kept_centers, cell_B2, queries,
-                                         kept_scores)
-        return BridgeSTGOutput(
-            temporal_logits=temporal_logits, frame_mask=batch.frame_mask, decoded_frames=frames, decoded_mask=fmask,
-            boxes_cxcywh01=boxes, objectness_logits=objectness,
-            token_logits=scores.masked_fill(~token_mask, 0.0), token_centers01=centers_BFV2, token_mask=token_mask,
-            token_cell01=cell_B2,
-            bridge_pooled=self.bridge.pooled(queries) if self.cfg.bridge.enabled else None,
-            frame_embeddings=frame_feat_BTd, lm_loss=lm_loss,
-            stats={"visual_tokens": float(batch.video_token_mask.sum()) / b,
-                   "decoder_tokens": float(keep_mask.sum()) / b, "frames_decoded": float(fmask.sum()) / b})
 
     @staticmethod
     def _token_centers(grid_hw_B2: torch.Tensor, num_tokens: int, num_frames: int):
@@ -209,7 +315,7 @@ class BridgeSTG(nn.Module):
         self.eval()
         out = self(batch)
         self.train(was_training)
-        spans = self.decode_spans(out.temporal_logits, out.frame_mask).cpu().numpy()
+        spans = out.span_idx.cpu().numpy()  # decoded once, by the eval forward
         results = []
         for i in range(len(batch)):
             keep = out.decoded_mask[i].cpu().numpy()

@@ -12,8 +12,10 @@ keys, turned into tubes by ``tube_from_prediction``). What differs is only the o
 
 Contracts the engine relies on:
 
-* ``forward(batch)`` returns ``(loss, logs)``: the mean next-token cross-entropy of the answer tokens (the batch
-  must be collated ``with_answers=True``). The criterion's weights are not used: the LM loss is the whole objective.
+* ``forward(batch)`` returns a :class:`~bridge_stg.batch.CoupledOutput`: the mean next-token cross-entropy of
+  the answer tokens (the batch must be collated ``with_answers=True``), which
+  :class:`~bridge_stg.loss.criterion.CoupledCriterion` makes the loss. The weights of the grounding criterion are not
+  used: the LM loss is the whole objective.
 * ``predict(batch)`` accepts the SAME batch the training collator builds (right padding, answers appended, as the
   evaluation loop passes it): :func:`prompt_inputs` drops every supervised (answer) position and re-pads the prompts
   on the left, so the model never sees the answer, and the collator stays one object per run. A batch collated
@@ -27,12 +29,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from bridge_stg.batch import CoupledOutput, GroundingBatch
 from bridge_stg.integrity import MANIFEST, read_json, verify_manifest, write_manifest
 from bridge_stg.model.bridge_stg import VERIFY_OPT_OUT, config_from_dict
 from bridge_stg.model.config import BridgeSTGConfig
@@ -40,9 +43,6 @@ from bridge_stg.model.mllm import MLLMBackbone, greedy_generation_config
 from bridge_stg.text.answers import max_answer_chars, parse_answer
 from bridge_stg.text.prompt import chat_answer_suffix
 from bridge_stg.tokens import IGNORE_INDEX, GroundingTokens
-
-if TYPE_CHECKING:  # the model reads a collated batch but does not depend on the data package's torch side
-    from bridge_stg.data.collate import GroundingBatch
 
 CONFIG_FILE = "coupled_config.json"
 BACKBONE_DIR = "backbone"
@@ -65,9 +65,9 @@ class CoupledBaseline(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ training
 
-    def forward(self, batch: GroundingBatch, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-        """``(lm_loss, {"lm", "total", "stats/answer_tokens"})``; ``generator`` is unused (same call as BridgeSTG)."""
+    def forward(self, batch: GroundingBatch, generator: torch.Generator | None = None) -> CoupledOutput:
+        """The LM loss of the answer tokens and ``stats["answer_tokens"]`` (per sample); ``generator`` is unused (same
+        call as BridgeSTG)."""
         labels_BL = batch.model_inputs.get("labels")
         if labels_BL is None:
             raise ValueError("the coupled baseline trains on text answers: collate with with_answers=True")
@@ -76,9 +76,8 @@ class CoupledBaseline(nn.Module):
             raise ValueError(f"no sample of this batch has a text answer (samples "
                              f"{[m.get('sample_id') for m in batch.meta]}): set data.answers=true; samples without "
                              "a span and a box get none")
-        loss = self.backbone(batch.model_inputs).lm_loss
-        value = float(loss.detach())
-        return loss, {"lm": value, "total": value, "stats/answer_tokens": supervised / len(batch)}
+        return CoupledOutput(lm_loss=self.backbone(batch.model_inputs).lm_loss,
+                             stats={"answer_tokens": supervised / len(batch)})
 
     # ------------------------------------------------------------------------------------------------ inference
 

@@ -1,6 +1,7 @@
 """Temporal head (ETA): start / end / inside logits per sampled frame from the frame-query token states.
 
-Shapes: B batch, C chunks (2 frames each), S layers read, D LLM width, d head width.
+Shapes: B batch, C chunks (2 frames each), T = 2C frames, S layers read, D LLM width, d head width (the decoder
+width), P motion probes.
 
 The LLM is causal, so chunk c never sees chunk c+1: a small bidirectional encoder over chunks gives each chunk its
 neighbours. Optional inputs the CPU prototype showed to matter: each chunk's visual tokens pooled by their relevance to

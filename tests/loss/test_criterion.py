@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from bridge_stg.data.collate import GroundingBatch
+from bridge_stg.batch import BridgeSTGOutput, GroundingBatch
 from bridge_stg.loss.box_ops import cxcywh_to_xyxy, paired_generalized_box_iou, xyxy_to_cxcywh
 from bridge_stg.loss.criterion import (
     CriterionConfig,
@@ -17,7 +17,6 @@ from bridge_stg.loss.criterion import (
     smoothed_targets,
     span_motion,
 )
-from bridge_stg.model.outputs import BridgeSTGOutput
 
 LN = math.log
 ONLY = dict.fromkeys(("start_end", "inside", "box_l1", "box_giou", "objectness", "contrastive", "token_relevance",

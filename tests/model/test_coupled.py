@@ -15,10 +15,10 @@ from bridge_stg.data.dataset import GroundingDataset
 from bridge_stg.data.frames import FrameBudget
 from bridge_stg.data.synthetic import SyntheticConfig, generate_split
 from bridge_stg.engine.builder import build_spec
-from bridge_stg.engine.components import build_collator, build_model
+from bridge_stg.engine.components import build_collator, build_criterion, build_model
 from bridge_stg.engine.task import GroundingTask
 from bridge_stg.eval.postprocess import tube_from_prediction
-from bridge_stg.loss.criterion import CriterionConfig, GroundingCriterion
+from bridge_stg.loss.criterion import CoupledCriterion, GroundingCriterion
 from bridge_stg.model import coupled
 from bridge_stg.model.config import BackboneConfig, BridgeSTGConfig
 from bridge_stg.model.coupled import MISS_SPAN, CoupledBaseline, prediction_from_text, prompt_inputs
@@ -133,9 +133,10 @@ def collate(model: CoupledBaseline, samples, **kw):
 def test_lm_loss_is_finite_and_reaches_the_llm(tiny_checkpoints, answered_samples, family):
     model = make_model(tiny_checkpoints[family], llm="lora").train()
     batch = collate(model, answered_samples, with_answers=True)
-    loss, logs = model(batch)
-    assert torch.isfinite(loss) and logs["lm"] == logs["total"] == pytest.approx(float(loss.detach()))
-    assert logs["stats/answer_tokens"] > 0
+    out = model(batch)
+    loss, logs = CoupledCriterion()(out, batch)
+    assert loss is out.lm_loss and torch.isfinite(loss) and logs["lm"] == logs["total"] == float(loss.detach())
+    assert out.stats["answer_tokens"] > 0
     loss.backward()
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
@@ -203,7 +204,7 @@ def test_overfitting_one_batch_yields_parseable_answers(tiny_checkpoints, answer
     batch = collate(model, samples, with_answers=True)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     for _ in range(150):
-        loss, logs = model(batch)
+        loss, logs = CoupledCriterion()(model(batch), batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -224,12 +225,12 @@ def test_save_and_load_give_the_same_model(tiny_checkpoints, answered_samples, t
     loaded = CoupledBaseline.from_pretrained(tmp_path / "m")
     assert loaded.cfg == model.cfg and loaded.cfg.kind == "coupled"
     with torch.no_grad():
-        assert torch.allclose(model.eval()(batch)[0], loaded.eval()(batch)[0], atol=1e-5)
+        assert torch.allclose(model.eval()(batch).lm_loss, loaded.eval()(batch).lm_loss, atol=1e-5)
 
 
 def test_task_returns_the_lm_loss(tiny_checkpoints, answered_samples):
     model = make_model(tiny_checkpoints["qwen2_vl"])
-    task = GroundingTask(model, GroundingCriterion(CriterionConfig(lm=1.0)))
+    task = GroundingTask(model, CoupledCriterion())
     loss, logs = task(collate(model, answered_samples, with_answers=True))
     assert loss.requires_grad and set(logs) == {"lm", "total", "stats/answer_tokens"}
 
@@ -250,5 +251,7 @@ def test_experiment_builds_the_coupled_model(tmp_path, tiny_checkpoints):
     assert (spec.train, spec.optim, spec.data.train_budget) == (base.train, base.optim, base.data.train_budget)
     model = build_model(spec)
     assert isinstance(model, CoupledBaseline) and build_collator(model, spec).with_answers
+    assert isinstance(build_criterion(spec), CoupledCriterion)
+    assert isinstance(build_criterion(base), GroundingCriterion)
     with pytest.raises(ValueError, match="data.answers=true"):
         build_model(_spec(tmp_path, f"model.backbone.path={tiny_checkpoints['qwen2_vl']}", "data.answers=false"))

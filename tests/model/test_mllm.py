@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from bridge_stg.data.collate import GroundingBatch, GroundingCollator
+from bridge_stg.batch import GroundingBatch
+from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.model.config import BackboneConfig
 from bridge_stg.model.mllm import MLLMBackbone, model_class, resolve_layers
 from bridge_stg.model.tiny import save_tiny_checkpoint
