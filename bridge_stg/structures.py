@@ -1,7 +1,11 @@
 """Shared records. Frame ids are 0-based indices of decoded video frames unless a name says otherwise.
 
-Shape legend used across the project: B batch, T sampled frames, C = T/2 temporal chunks, V visual tokens per chunk,
-K bridging queries, D LLM width, d decoder width, N boxes.
+Shape letters, one meaning each across the model, data and loss code (a module's docstring lists those it uses; a
+tensor's name ends in its shape, ``visual_BCVd``): B batch, L padded sequence length, T sampled frames, C = T/2
+temporal chunks, V visual tokens per chunk (a decoded frame's candidate tokens), K bridging queries, S LLM layers read,
+D LLM width, d decoder width, F frames sent to the spatial decoder, k tokens kept per frame, Ld decoder layers, P
+motion probes, N a flat selection of rows gathered by a mask (which rows: the function's docstring says). The numpy
+evaluation code has its own table (``eval/metrics.py``: S sentences, M GT box frames, Q predicted boxes).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The MLLM backbone adapter: the ONLY module that imports transformers model classes and peft.
 
-Shape legend: B batch, L padded sequence length, D LLM width, N grounding tokens (``<|frame_q|>`` + K bridges),
-Nl supervised (label) positions.
+Shape legend (``structures.py``): B batch, L padded sequence length, D LLM width, N the rows selected (the embedding
+rows of the grounding tokens ``<|frame_q|>`` + K bridges), Nl the supervised (label) positions.
 
 ``MLLMBackbone`` wraps a local Qwen2-VL / Qwen2.5-VL checkpoint (``*ForConditionalGeneration``) and returns the hidden
 states of a few LLM decoder layers. What it decides:

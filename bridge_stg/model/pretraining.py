@@ -2,7 +2,7 @@
 classifiers of the visual tokens' targets, which are dropped once pretraining ends (only the Qwen2-VL checkpoint is
 saved). Like the grounding model it returns a loss and never writes the checkpoint's format itself.
 
-Shapes: B batch, L sequence, D LLM width, N video tokens of the batch.
+Shapes (``structures.py``): B batch, L sequence, D LLM width, N the rows selected (every video token of the batch).
 """
 
 from __future__ import annotations
