@@ -17,9 +17,12 @@ from bridge_stg.engine.pretrain import ensure_pretrained_backbone, save_random_s
 from bridge_stg.engine.specs import SYNTHETIC_STREAM, RunSpec, SourceSpec
 from bridge_stg.eval.baselines import mean_box_size
 from bridge_stg.eval.datasets import get_dataset
+from bridge_stg.inference.grounder import make_collator
+from bridge_stg.inference.settings import InferenceSettings
 from bridge_stg.loss.criterion import CoupledCriterion, GroundingCriterion
 from bridge_stg.model.bridge_stg import BridgeSTG
-from bridge_stg.model.coupled import CoupledBaseline, is_coupled_checkpoint
+from bridge_stg.model.coupled import CoupledBaseline
+from bridge_stg.model.saved import load_saved_model
 from bridge_stg.model.tiny import is_tiny_checkpoint
 from bridge_stg.structures import SentenceRecord
 
@@ -105,16 +108,22 @@ def build_model(spec: RunSpec) -> BridgeSTG | CoupledBaseline:
 
 def load_model(directory: str | Path, verify: bool = True) -> BridgeSTG | CoupledBaseline:
     """A saved model of either kind (``save_pretrained`` output), recognised by its config file; its manifest is
-    verified unless ``verify=False``."""
-    kind = CoupledBaseline if is_coupled_checkpoint(directory) else BridgeSTG
-    return kind.from_pretrained(directory, verify=verify)
+    verified unless ``verify=False`` (:func:`bridge_stg.model.saved.load_saved_model`, which the predictor uses)."""
+    return load_saved_model(directory, verify=verify)
+
+
+def inference_settings(spec: RunSpec) -> InferenceSettings:
+    """What a predictor needs from the run's config (exported beside the model as ``inference.json``): the
+    evaluation frame budget, the prompt's timestamps, the box fill and the protocol."""
+    return InferenceSettings(eval_budget=spec.data.eval_budget, timestamps=spec.data.timestamps,
+                             box_fill=spec.eval.box_fill, protocol=spec.eval.protocol)
 
 
 def build_collator(model: BridgeSTG | CoupledBaseline, spec: RunSpec) -> GroundingCollator:
-    """One collator for training and evaluation. The coupled baseline's appends the answers (LM labels, right
-    padding); its ``predict`` strips them and left-pads the prompts itself."""
-    return GroundingCollator(model.backbone.processor, model.tokens, model.backbone.family,
-                             timestamps=spec.data.timestamps, with_answers=isinstance(model, CoupledBaseline))
+    """One collator for training, evaluation and the predictor (:func:`bridge_stg.inference.grounder.make_collator`).
+    The coupled baseline's appends the answers (LM labels, right padding); its ``predict`` strips them and left-pads
+    the prompts itself."""
+    return make_collator(model, timestamps=spec.data.timestamps)
 
 
 def build_criterion(spec: RunSpec) -> GroundingCriterion | CoupledCriterion:

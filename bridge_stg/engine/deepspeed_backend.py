@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -168,11 +169,11 @@ class DeepSpeedBackend:
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state under {directory / TAG}")
 
-    def export_model(self, directory: Path) -> None:
+    def export_model(self, directory: Path, extra_files: Mapping[str, str] | None = None) -> None:
         params = [p for p in self.task.parameters()]
         if self.engine.zero_optimization_stage() == 3:
             with self.deepspeed.zero.GatheredParameters(params, modifier_rank=None):
                 if self.ctx.is_main:
-                    self.task.model.save_pretrained(directory)
+                    self.task.model.save_pretrained(directory, extra_files=extra_files)
         elif self.ctx.is_main:
-            self.task.model.save_pretrained(directory)
+            self.task.model.save_pretrained(directory, extra_files=extra_files)

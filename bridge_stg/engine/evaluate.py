@@ -25,7 +25,7 @@ from bridge_stg.engine.distributed import DistContext, all_gather_objects
 from bridge_stg.engine.specs import RunSpec
 from bridge_stg.eval.baselines import SAMPLED_GT_SPAN, WHOLE_CLIP, evaluate_baselines
 from bridge_stg.eval.metrics import PredictionTable, score, summarize
-from bridge_stg.eval.postprocess import tube_from_prediction
+from bridge_stg.eval.postprocess import predicted_tube
 from bridge_stg.eval.prediction_files import write_reference, write_tubes
 from bridge_stg.eval.protocols import Protocol, build_targets, get_protocol
 from bridge_stg.eval.tables import format_rows, format_summary
@@ -37,9 +37,8 @@ log = logging.getLogger(__name__)
 
 
 def _to_tube(pred: dict, sample, record: SentenceRecord, protocol: Protocol, fill: str) -> TubePrediction:
-    return tube_from_prediction(
-        record.sentence_id, pred["span_idx"], sample.frame_ids, record.segment[1], pred["decoded_frames"],
-        pred["boxes_cxcywh01"], sample.orig_size, protocol.prediction_frame_ids(record), fill=fill)
+    """The tube on the protocol's frames (the predictor, ``bridge_stg.inference``, calls the same function)."""
+    return predicted_tube(pred, sample, record, protocol.prediction_frame_ids(record), fill=fill)
 
 
 def predict_split(model: BridgeSTG, dataset: GroundingDataset, collator: GroundingCollator, spec: RunSpec,

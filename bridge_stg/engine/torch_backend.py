@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -99,6 +100,6 @@ class TorchBackend:
         self.scheduler.load_state_dict(state["scheduler"])
         self._micro = state["micro"]
 
-    def export_model(self, directory: Path) -> None:
+    def export_model(self, directory: Path, extra_files: Mapping[str, str] | None = None) -> None:
         if self.ctx.is_main:
-            self.task.model.save_pretrained(directory)
+            self.task.model.save_pretrained(directory, extra_files=extra_files)

@@ -37,6 +37,7 @@ from bridge_stg.engine.resume import check_resume, config_changes
 from bridge_stg.engine.run_logging import MetricsLog, Throughput, plot_learning_curves, setup_logging
 from bridge_stg.engine.specs import RunSpec
 from bridge_stg.engine.task import GroundingTask
+from bridge_stg.inference.settings import INFERENCE_FILE
 from bridge_stg.integrity import read_json, replace_dir, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -239,12 +240,13 @@ class Trainer:
         self.saved_state = dataclasses.replace(self.state)
 
     def _export(self, final: Path) -> None:
-        """``save_pretrained`` into ``<final>.tmp`` (every rank: ZeRO-3 gathers), then swap it in (rank 0)."""
+        """``save_pretrained`` into ``<final>.tmp`` (every rank: ZeRO-3 gathers), then swap it in (rank 0). The export
+        carries ``inference.json`` (the evaluation settings a predictor needs, covered by the manifest)."""
         tmp = final.with_name(final.name + ".tmp")
         if self.ctx.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         barrier()
-        self.backend.export_model(tmp)
+        self.backend.export_model(tmp, extra_files={INFERENCE_FILE: components.inference_settings(self.spec).text()})
         barrier()
         if self.ctx.is_main:
             replace_dir(tmp, final)

@@ -7,16 +7,16 @@ Spans are half-open everywhere.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from bridge_stg.ops.boxes import cxcywh_to_xyxy, make_valid_xyxy
 from bridge_stg.ops.sampling import indices_to_span
 from bridge_stg.ops.segments import decode_span
-from bridge_stg.structures import TubePrediction
+from bridge_stg.structures import GroundingSample, SentenceRecord, TubePrediction
 
-__all__ = ["boxes_cxcywh01_to_xyxy_px", "decode_span", "fill_boxes", "tube_from_prediction"]
+__all__ = ["boxes_cxcywh01_to_xyxy_px", "decode_span", "fill_boxes", "predicted_tube", "tube_from_prediction"]
 
 Fill = Literal["linear", "nearest"]
 
@@ -55,7 +55,7 @@ def tube_from_prediction(
     box_frame_idx: np.ndarray,
     boxes_cxcywh01: np.ndarray,
     orig_size: tuple[int, int],
-    target_frame_ids: np.ndarray,
+    target_frame_ids: np.ndarray | None,
     fill: Fill = "linear",
 ) -> TubePrediction:
     """One sample's predictions as a tube in original frame ids and pixels.
@@ -64,8 +64,9 @@ def tube_from_prediction(
     :func:`~bridge_stg.ops.sampling.indices_to_span`. ``box_frame_idx [F]`` (frame_idx of the decoded frames; a repeat,
     such as the padding to an even count, keeps its first box) and ``boxes_cxcywh01 [F, 4]`` are turned into pixel
     boxes of the ``orig_size = (height, width)`` frame and filled onto every ``target_frame_ids`` frame (the frames the
-    evaluation protocol asks for, e.g. ``Protocol.eval_frame_ids``) with :func:`fill_boxes`. Raises ``ValueError``
-    when no frame was decoded.
+    evaluation protocol asks for, e.g. ``Protocol.prediction_frame_ids``; ``None``: every frame of the predicted span,
+    what a predictor without ground truth draws) with :func:`fill_boxes`. Raises ``ValueError`` when no frame was
+    decoded.
     """
     frame_ids = np.asarray(frame_ids, dtype=np.int64)
     box_frame_idx = np.asarray(box_frame_idx, dtype=np.int64).reshape(-1)
@@ -79,10 +80,22 @@ def tube_from_prediction(
                          f"[0, {len(frame_ids)}); drop padded decoder slots before calling")
     unique_idx, first = np.unique(box_frame_idx, return_index=True)  # ascending frame_idx, first occurrence of each
     known_px = boxes_cxcywh01_to_xyxy_px(boxes_cxcywh01[first], orig_size)
-    target_frame_ids = np.asarray(target_frame_ids, dtype=np.int64).reshape(-1)
+    span = indices_to_span(span_idx, frame_ids, segment_end)
+    target_frame_ids = np.arange(*span, dtype=np.int64) if target_frame_ids is None else \
+        np.asarray(target_frame_ids, dtype=np.int64).reshape(-1)
     return TubePrediction(
         sentence_id=int(sentence_id),
-        span=indices_to_span(span_idx, frame_ids, segment_end),
+        span=span,
         frame_ids=target_frame_ids,
         boxes_xyxy_px=fill_boxes(frame_ids[unique_idx], known_px, target_frame_ids, fill),
     )
+
+
+def predicted_tube(pred: dict[str, Any], sample: GroundingSample, record: SentenceRecord,
+                   target_frame_ids: np.ndarray | None, fill: Fill = "linear") -> TubePrediction:
+    """The tube of one ``predict`` result (``span_idx``, ``decoded_frames``, ``boxes_cxcywh01``) for the ``sample``
+    built from ``record``: what the evaluation loop (``target_frame_ids``: the protocol's frames) and the predictor
+    (``None``: every frame of the predicted span) both call, so that they never differ."""
+    return tube_from_prediction(record.sentence_id, pred["span_idx"], sample.frame_ids, record.segment[1],
+                                pred["decoded_frames"], pred["boxes_cxcywh01"], sample.orig_size, target_frame_ids,
+                                fill=fill)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -333,15 +334,18 @@ class BridgeSTG(nn.Module):
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(self, directory: str | Path, extra_files: Mapping[str, str] | None = None) -> None:
         """One directory: the config, the new modules (safetensors), the backbone (its LoRA adapter or weights) and
-        ``manifest.json`` (sizes and hashes of them all, checked by :meth:`from_pretrained`)."""
+        ``manifest.json`` (sizes and hashes of them all, checked by :meth:`from_pretrained`). ``extra_files``
+        (file name -> text) are written beside them before the manifest, so that it covers them too (the export's
+        ``inference.json``: the evaluation settings a predictor needs)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / MANIFEST).unlink(missing_ok=True)  # a half-written save must not carry an old manifest
         (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
         save_file(self.head_state_dict(), str(directory / HEADS_FILE))
         self.backbone.save(directory / "backbone")
+        write_extra_files(directory, extra_files, reserved=(CONFIG_FILE, HEADS_FILE, "backbone"))
         write_manifest(directory)
 
     @classmethod
@@ -367,6 +371,16 @@ class BridgeSTG(nn.Module):
             raise ValueError(f"{directory / HEADS_FILE} does not match the config: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}")
         return model
+
+
+def write_extra_files(directory: Path, files: Mapping[str, str] | None, reserved: Sequence[str]) -> None:
+    """Write ``files`` (plain file name -> text) into ``directory``; a name with a folder part, or one of the model's
+    own files (``reserved``, and the manifest), is refused."""
+    for name, text in (files or {}).items():
+        if Path(name).name != name or name in (*reserved, MANIFEST, "", ".", ".."):
+            raise ValueError(f"extra file {name!r}: give a plain file name that is none of the model's own files "
+                             f"({', '.join([*reserved, MANIFEST])})")
+        (directory / name).write_text(text)
 
 
 def config_from_dict(data: dict) -> BridgeSTGConfig:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from torch import nn
 
 from bridge_stg.batch import CoupledOutput, GroundingBatch
 from bridge_stg.integrity import MANIFEST, read_json, verify_manifest, write_manifest
-from bridge_stg.model.bridge_stg import VERIFY_OPT_OUT, config_from_dict
+from bridge_stg.model.bridge_stg import VERIFY_OPT_OUT, config_from_dict, write_extra_files
 from bridge_stg.model.config import BridgeSTGConfig
 from bridge_stg.model.mllm import MLLMBackbone, greedy_generation_config
 from bridge_stg.text.answers import max_answer_chars, parse_answer
@@ -103,13 +104,15 @@ class CoupledBaseline(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ save / load
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """``coupled_config.json`` (the :class:`BridgeSTGConfig`, ``kind="coupled"``) and ``backbone/``."""
+    def save_pretrained(self, directory: str | Path, extra_files: Mapping[str, str] | None = None) -> None:
+        """``coupled_config.json`` (the :class:`BridgeSTGConfig`, ``kind="coupled"``), ``backbone/``, the
+        ``extra_files`` (name -> text, e.g. ``inference.json``) and the manifest covering them all."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / MANIFEST).unlink(missing_ok=True)
         (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
         self.backbone.save(directory / BACKBONE_DIR)
+        write_extra_files(directory, extra_files, reserved=(CONFIG_FILE, BACKBONE_DIR))
         write_manifest(directory)
 
     @classmethod

@@ -167,3 +167,46 @@ def test_write_video_checks_its_input(tmp_path):
         write_video(tmp_path / "e.mp4", gray_clip(0), FPS)
     write_video(tmp_path / "sub" / "ntsc.mp4", gray_clip(3), 30000 / 1001)
     assert probe_video(tmp_path / "sub" / "ntsc.mp4").fps == pytest.approx(29.97, abs=1e-3)
+
+
+def test_video_writer_in_chunks_writes_the_bytes_write_video_writes(tmp_path):
+    """One encoder: chunked writing is the same stream as one call (bit for bit, with the reproducible settings)."""
+    clip = gray_clip()
+    write_video(tmp_path / "whole.mp4", clip, FPS, reproducible_crf=18, container_format="mp4")
+    with video_io.VideoWriter(tmp_path / "chunks.mp4", FPS, reproducible_crf=18, container_format="mp4") as writer:
+        for start in range(0, len(clip), 7):
+            writer.write(clip[start : start + 7])
+        writer.write(clip[0])  # one [H, W, 3] frame
+    assert writer.frames_written == FRAMES + 1
+    with video_io.VideoWriter(tmp_path / "again.mp4", FPS, reproducible_crf=18, container_format="mp4") as writer:
+        writer.write(clip)
+    assert (tmp_path / "again.mp4").read_bytes() == (tmp_path / "whole.mp4").read_bytes()
+    assert frame_indices(read_frames(tmp_path / "chunks.mp4", np.arange(FRAMES + 1))).tolist() == [
+        *range(FRAMES), 0]
+
+
+def test_video_writer_refuses_bad_chunks_and_leaves_no_half_file(tmp_path):
+    path = tmp_path / "v.mp4"
+    with pytest.raises(ValueError, match="differs from the video's"):
+        with video_io.VideoWriter(path, FPS) as writer:
+            writer.write(gray_clip(3))
+            writer.write(gray_clip(3, HEIGHT + 2, WIDTH))
+    assert not path.exists()
+    with pytest.raises(ValueError, match="no frame was written"):
+        with video_io.VideoWriter(path, FPS):
+            pass
+    assert not path.exists()
+    with pytest.raises(ValueError, match="fps must be positive"):
+        video_io.VideoWriter(path, 0)
+
+
+def test_iter_frames_streams_every_frame_in_chunks(clips, tmp_path):
+    chunks = list(video_io.iter_frames(clips["mp4"], chunk_size=7))
+    assert [len(c) for c in chunks] == [7, 7, 7, 3] and chunks[0].shape[1:] == (HEIGHT, WIDTH, 3)
+    assert frame_indices(np.concatenate(chunks)).tolist() == list(range(FRAMES))
+    with pytest.raises(VideoReadError, match="file not found"):
+        next(video_io.iter_frames(tmp_path / "none.mp4"))
+    (tmp_path / "text.mp4").write_text("not a video")
+    with pytest.raises(VideoReadError) as err:
+        next(video_io.iter_frames(tmp_path / "text.mp4"))
+    assert err.value.reason == "unreadable"
