@@ -1,6 +1,7 @@
 """The import lines of STYLE.md: lower layers never import upper ones at run time (type-only imports allowed)."""
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,19 @@ FORBIDDEN = {
               "deepspeed"],
     "loss": ["bridge_stg.data", "bridge_stg.model", "bridge_stg.engine", "hydra", "omegaconf", "deepspeed"],
     "data": ["bridge_stg.model", "bridge_stg.loss", "bridge_stg.engine", "hydra", "omegaconf", "deepspeed"],
+    # command lines reach a model through bridge_stg.inference only, imported inside the handler (test below)
     "cli": ["bridge_stg.engine", "bridge_stg.model", "bridge_stg.loss", "hydra", "omegaconf", "deepspeed"],
     "engine": ["bridge_stg.cli"],
+    # the predictor: data, eval, model and viz, never the engine (the evaluation settings come with the export)
+    "inference": ["bridge_stg.engine", "bridge_stg.cli", "hydra", "omegaconf", "deepspeed"],
+    # pictures and the HTML report: numpy, PIL, matplotlib, ops, structures, eval, annotations and data.video_io
+    "viz": ["bridge_stg.model", "bridge_stg.loss", "bridge_stg.engine", "bridge_stg.cli", "hydra", "omegaconf",
+            "deepspeed", "torch"],
+}
+# packages whose project imports are listed in full: anything else of bridge_stg is refused
+ALLOWED_PROJECT_IMPORTS = {
+    "viz": ["bridge_stg.viz", "bridge_stg.ops", "bridge_stg.structures", "bridge_stg.eval", "bridge_stg.annotations",
+            "bridge_stg.data.video_io"],
 }
 # third-party packages -> the only modules that may import them (the adapter, the tiny-checkpoint builder, the
 # config builder, the DeepSpeed engine)
@@ -54,6 +66,51 @@ def test_package_respects_the_import_order(package):
         for name in runtime_imports(path):
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[package]):
                 bad.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
+    assert bad == []
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED_PROJECT_IMPORTS))
+def test_package_imports_only_its_listed_project_modules(package):
+    bad = []
+    for path in sorted((PACKAGE / package).rglob("*.py")):
+        for name in runtime_imports(path):
+            if (name == "bridge_stg" or name.startswith("bridge_stg.")) and not any(
+                    name == a or name.startswith(a + ".") for a in ALLOWED_PROJECT_IMPORTS[package]):
+                bad.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
+    assert bad == []
+
+
+# modules -> the only top-level packages they may import (the standard library is always allowed)
+ONLY = {
+    "viz/figures.py": ["numpy", "PIL", "matplotlib", "bridge_stg.ops", "bridge_stg.structures"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(ONLY))
+def test_module_imports_only_its_listed_packages(module):
+    """The drawing primitives stay importable wherever numpy, PIL and matplotlib are (no model, no dataset)."""
+    bad = [name for name in runtime_imports(PACKAGE / module)
+           if name.split(".")[0] not in sys.stdlib_module_names
+           and not any(name == a or name.startswith(a + ".") for a in ONLY[module])]
+    assert bad == []
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """Imports that run when the module is imported (not those inside functions or classes)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_command_lines_import_the_predictor_inside_their_handlers():
+    """``--help`` and input errors must not wait for torch: the predictor is imported where it is used."""
+    bad = [f"{path.relative_to(PACKAGE.parent)} imports {name} at module level"
+           for path in sorted((PACKAGE / "cli").glob("*.py")) for name in module_level_imports(path)
+           if name == "torch" or name.startswith("bridge_stg.inference")]
     assert bad == []
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bridge_stg.eval.datasets import dataset_names, get_dataset
+from bridge_stg.eval.datasets import dataset_names
 from bridge_stg.eval.output_paths import check_distinct, check_output_file
 from bridge_stg.eval.protocols import PROTOCOL_NAMES, check_thresholds
 from bridge_stg.eval.tables import format_summary
@@ -57,29 +57,18 @@ def check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     import msgspec
-    import numpy as np
 
     from bridge_stg.annotations.load import ReadOptions
-    from bridge_stg.eval.metrics import score, summarize
-    from bridge_stg.eval.prediction_files import read_predictions
-    from bridge_stg.eval.protocols import build_targets, get_protocol
+    from bridge_stg.eval.score_files import score_files
 
-    protocol = get_protocol(args.protocol, args.thresholds)
     options = ReadOptions(vidor_dir=args.vidor_dir, exclude_videos=tuple(args.exclude_videos),
                           skip_invalid=args.skip_invalid)
-    records, report = get_dataset(args.dataset).read(args.annotations, args.dataset, options)
-    targets = build_targets(records, protocol)
-    preds = read_predictions(args.predictions)
-    if len(preds) == 0 and args.missing_as_zero:
+    scored = score_files(args.dataset, args.annotations, args.predictions, args.protocol, args.thresholds, options,
+                         missing_as_zero=args.missing_as_zero)
+    if len(scored.predictions) == 0 and args.missing_as_zero:
         print(f"bridge-stg-eval: warning: {args.predictions} holds no predictions: every sentence scores 0",
               file=sys.stderr)
-    dropped = [i for entry in (*report.excluded, *report.skipped) for i in entry.sentence_ids]
-    preds = preds.without(np.array(dropped, dtype=np.int64))
-    try:
-        scores = score(targets, preds, missing_as_zero=args.missing_as_zero)
-    except ValueError as e:
-        raise ValueError(f"{args.predictions}: {e}") from None
-    metrics = summarize(scores)
+    metrics, report, scores = scored.metrics, scored.report, scored.scores
     split = args.split or args.annotations.stem.split("_")[0]
     metrics.update(dataset=args.dataset, split=split, name=args.name or args.predictions.stem,
                    annotations=str(args.annotations), predictions=str(args.predictions),
