@@ -69,12 +69,17 @@ class SentenceRecord:
 
 @dataclass(frozen=True, eq=False)
 class TubePrediction:
-    """A predicted tube for one sentence: a half-open span and boxes on some frames (absolute pixels, ``xyxy``)."""
+    """A predicted tube for one sentence: a half-open span and boxes on some frames (absolute pixels, ``xyxy``).
+
+    Optionally what the span was read from, for pictures (never scored): ``probabilities [T, 3]`` (start, end,
+    inside) on the ``sampled_frame_ids [T]`` the model saw."""
 
     sentence_id: int
     span: tuple[int, int]
     frame_ids: np.ndarray
     boxes_xyxy_px: np.ndarray
+    sampled_frame_ids: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
 
 
 Task = Literal["tube", "temporal", "image"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from bridge_stg.annotations.load import ReadOptions
 from bridge_stg.data.collate import GroundingCollator
 from bridge_stg.data.dataset import GroundingDataset, MixtureDataset, SyntheticStream
-from bridge_stg.data.synthetic import generate_benchmark, load_split
+from bridge_stg.data.synthetic import annotation_paths, generate_benchmark, load_split
 from bridge_stg.data.video_io import probe_video
 from bridge_stg.engine.builder import is_pretrained_tiny
 from bridge_stg.engine.distributed import DistContext, barrier
@@ -68,6 +68,15 @@ def training_box_size(spec: RunSpec) -> tuple[float, float]:
         fixed = dataclasses.replace(src, kind="synthetic") if src.kind == SYNTHETIC_STREAM else src
         records += load_records(fixed, spec)
     return mean_box_size(records)
+
+
+def eval_annotations(spec: RunSpec) -> Path:
+    """The annotation file of the evaluation source (synthetic: the generated split's VidSTG file)."""
+    src = spec.data.eval_source
+    if src is None:
+        raise ValueError("data.eval_source is not set: nothing to evaluate")
+    return annotation_paths(spec.data.synthetic_dir, src.split)["vidstg"] if src.kind == "synthetic" \
+        else Path(src.annotations)
 
 
 def media_root(source: SourceSpec, spec: RunSpec) -> Path:

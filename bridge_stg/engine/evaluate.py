@@ -24,14 +24,17 @@ from bridge_stg.data.frames import select_frames
 from bridge_stg.engine.distributed import DistContext, all_gather_objects
 from bridge_stg.engine.specs import RunSpec
 from bridge_stg.eval.baselines import SAMPLED_GT_SPAN, WHOLE_CLIP, evaluate_baselines
-from bridge_stg.eval.metrics import PredictionTable, score, summarize
+from bridge_stg.eval.datasets import get_dataset
+from bridge_stg.eval.metrics import PredictionTable
 from bridge_stg.eval.postprocess import predicted_tube
-from bridge_stg.eval.prediction_files import write_reference, write_tubes
-from bridge_stg.eval.protocols import Protocol, build_targets, get_protocol
+from bridge_stg.eval.prediction_files import read_predictions, write_reference, write_tubes
+from bridge_stg.eval.protocols import Protocol, get_protocol
+from bridge_stg.eval.score_files import score_records
 from bridge_stg.eval.tables import format_rows, format_summary
 from bridge_stg.integrity import write_text_atomic
 from bridge_stg.model.bridge_stg import BridgeSTG
 from bridge_stg.structures import SentenceRecord, TubePrediction
+from bridge_stg.viz.report import Evaluation, write_report
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,7 @@ def _first_readable(dataset: GroundingDataset) -> list:
 PREDICTIONS, REFERENCE_PREDICTIONS, METRICS, REFERENCE_METRICS = (
     "predictions.jsonl", "predictions_reference.json", "metrics.json", "reference_metrics.json")
 OUTPUT_FILES = (PREDICTIONS, REFERENCE_PREDICTIONS, METRICS, REFERENCE_METRICS)
+REPORT = "report"  # the HTML report's folder (an earlier report there is replaced; anything else refused)
 
 
 def score_tubes(tubes: list[TubePrediction], records: list[SentenceRecord], spec: RunSpec, out_dir: Path,
@@ -115,9 +119,8 @@ def score_tubes(tubes: list[TubePrediction], records: list[SentenceRecord], spec
     write_tubes(out_dir / PREDICTIONS, tubes)
     write_reference(out_dir / REFERENCE_PREDICTIONS, tubes,
                     {r.sentence_id: r.sentence_type for r in records})
-    protocol = get_protocol(spec.eval.protocol, spec.eval.thresholds)
-    scores = score(build_targets(records, protocol), PredictionTable.from_tubes(tubes), missing_as_zero=True)
-    metrics = summarize(scores)
+    _, metrics = score_records(records, PredictionTable.from_tubes(tubes), spec.eval.protocol, spec.eval.thresholds,
+                               missing_as_zero=True)
     src = spec.data.eval_source
     metrics.update(dataset=records[0].dataset if records else src.kind, split=src.split, name=name,
                    experiment=spec.experiment, **(extra or {}))
@@ -142,6 +145,28 @@ def evaluate(model: BridgeSTG, dataset: GroundingDataset, collator: GroundingCol
     if "malformed_generations" in metrics:
         log.info("malformed generations (scored as misses): %d of %d", metrics["malformed_generations"], len(tubes))
     return metrics
+
+
+def write_eval_report(records: list[SentenceRecord], spec: RunSpec, out_dir: Path, videos: Path,
+                      annotations: Path) -> Path | None:
+    """The HTML report of ``bridge-stg-report`` for the predictions an evaluation wrote into ``out_dir`` (its
+    ``report/index.html``, returned): the same scores, read back from the prediction file. None, with a log line,
+    where it cannot be drawn: a dataset without tubes, or sentences without a prediction (unreadable videos)."""
+    dataset = records[0].dataset if records else spec.data.eval_source.kind
+    info = get_dataset(dataset)
+    predictions = read_predictions(out_dir / PREDICTIONS)
+    missing = len(records) - len(predictions)
+    if info.task != "tube" or missing:
+        why = f"{dataset} has no tubes" if info.task != "tube" else f"{missing} sentences have no prediction"
+        log.info("no evaluation report: %s", why)
+        return None
+    scores, metrics = score_records(records, predictions, spec.eval.protocol, spec.eval.thresholds,
+                                    source=str(out_dir / PREDICTIONS))
+    evaluation = Evaluation(dataset=dataset, title=info.title, annotations=annotations,
+                            predictions_path=out_dir / PREDICTIONS, protocol=spec.eval.protocol,
+                            records={r.sentence_id: r for r in records}, predictions=predictions, scores=scores,
+                            metrics=metrics, sentence_types=info.sentence_types)
+    return write_report(evaluation, out_dir / REPORT, videos=videos)
 
 
 def reference_metrics(records: list[SentenceRecord], box_size: tuple[float, float], spec: RunSpec) -> dict[str, dict]:
@@ -173,6 +198,7 @@ def run(spec: RunSpec, checkpoint: str | Path | None = None, verify: bool = True
     from bridge_stg.engine.components import (
         build_collator,
         build_eval_dataset,
+        eval_annotations,
         load_model,
         prepare_assets,
         training_box_size,
@@ -193,6 +219,11 @@ def run(spec: RunSpec, checkpoint: str | Path | None = None, verify: bool = True
                            name=Path(checkpoint).parent.name)
         if metrics is not None and spec.data.train_sources:
             log_with_references(metrics, dataset.records, training_box_size(spec), spec, spec.run_dir / "eval")
+        if metrics is not None:
+            report = write_eval_report(dataset.records, spec, spec.run_dir / "eval", dataset.media_root,
+                                       eval_annotations(spec))
+            if report is not None:
+                log.info("evaluation report: %s", report)
         return metrics
     finally:
         shutdown()

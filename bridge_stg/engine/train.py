@@ -32,7 +32,7 @@ from bridge_stg.engine.distributed import (
     shutdown,
 )
 from bridge_stg.engine.errors import DivergenceError, ResumeError
-from bridge_stg.engine.evaluate import evaluate, log_with_references
+from bridge_stg.engine.evaluate import evaluate, log_with_references, write_eval_report
 from bridge_stg.engine.resume import check_resume, config_changes
 from bridge_stg.engine.run_logging import MetricsLog, Throughput, plot_learning_curves, setup_logging
 from bridge_stg.engine.specs import RunSpec
@@ -300,12 +300,17 @@ class Trainer:
                 log.warning("%d unreadable training samples were skipped (data.skip_bad_videos=true): %s",
                             len(skipped), skipped[:20])
         metrics = self._evaluate("eval/final")
+        report = None
         if self.ctx.is_main and metrics is not None:
             log_with_references(metrics, self.eval_set.records, components.training_box_size(spec), spec,
                                 spec.run_dir / "eval/final")
+            report = write_eval_report(self.eval_set.records, spec, spec.run_dir / "eval/final",
+                                       self.eval_set.media_root, components.eval_annotations(spec))
         if self.ctx.is_main:
             plot = plot_learning_curves(spec.run_dir / "metrics.jsonl", spec.run_dir / "learning_curves.png")
             log.info("model exported to %s%s", spec.run_dir / "model", f"; learning curves: {plot}" if plot else "")
+            if report is not None:
+                log.info("evaluation report: %s (open it in a browser)", report)
         self.metrics.close()
         return metrics
 

@@ -7,13 +7,14 @@ Spans are half-open everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 import numpy as np
 
 from bridge_stg.ops.boxes import cxcywh_to_xyxy, make_valid_xyxy
 from bridge_stg.ops.sampling import indices_to_span
-from bridge_stg.ops.segments import decode_span
+from bridge_stg.ops.segments import decode_span, span_probabilities
 from bridge_stg.structures import GroundingSample, SentenceRecord, TubePrediction
 
 __all__ = ["boxes_cxcywh01_to_xyxy_px", "decode_span", "fill_boxes", "predicted_tube", "tube_from_prediction"]
@@ -96,6 +97,11 @@ def predicted_tube(pred: dict[str, Any], sample: GroundingSample, record: Senten
     """The tube of one ``predict`` result (``span_idx``, ``decoded_frames``, ``boxes_cxcywh01``) for the ``sample``
     built from ``record``: what the evaluation loop (``target_frame_ids``: the protocol's frames) and the predictor
     (``None``: every frame of the predicted span) both call, so that they never differ."""
-    return tube_from_prediction(record.sentence_id, pred["span_idx"], sample.frame_ids, record.segment[1],
+    tube = tube_from_prediction(record.sentence_id, pred["span_idx"], sample.frame_ids, record.segment[1],
                                 pred["decoded_frames"], pred["boxes_cxcywh01"], sample.orig_size, target_frame_ids,
                                 fill=fill)
+    logits = pred.get("temporal_logits")  # none from the coupled baseline, which writes its span as text
+    if logits is None:
+        return tube
+    return dataclasses.replace(tube, sampled_frame_ids=np.asarray(sample.frame_ids, dtype=np.int64),
+                               probabilities=span_probabilities(logits))

@@ -211,13 +211,18 @@ def _beyond_int64(lines: list[_TubeLine]) -> str:
 
 
 def write_tubes(path: str | Path, tubes: Iterable[TubePrediction]) -> None:
-    """Write the project's tube JSONL."""
+    """Write the project's tube JSONL; a tube's ``probabilities`` and ``sampled_frame_ids``, when it has them, go in as
+    extra keys (for the report's timelines; the scorer ignores them), rounded to 4 decimals."""
     enc = msgspec.json.Encoder()
     with open(path, "wb") as f:
         for t in tubes:
-            f.write(enc.encode({"sentence_id": int(t.sentence_id), "span": [int(t.span[0]), int(t.span[1])],
-                                "frame_ids": np.asarray(t.frame_ids).tolist(),
-                                "boxes_xyxy": np.asarray(t.boxes_xyxy_px, dtype=np.float64).ravel().tolist()}))
+            line = {"sentence_id": int(t.sentence_id), "span": [int(t.span[0]), int(t.span[1])],
+                    "frame_ids": np.asarray(t.frame_ids).tolist(),
+                    "boxes_xyxy": np.asarray(t.boxes_xyxy_px, dtype=np.float64).ravel().tolist()}
+            if t.probabilities is not None and t.sampled_frame_ids is not None:
+                line["sampled_frame_ids"] = np.asarray(t.sampled_frame_ids).tolist()
+                line["probabilities"] = np.round(np.asarray(t.probabilities, dtype=np.float64), 4).tolist()
+            f.write(enc.encode(line))
             f.write(b"\n")
 
 

@@ -47,13 +47,28 @@ def score_files(
     if info.task != "tube":
         raise ValueError(f"dataset {dataset!r} has {info.task} annotations, not tubes, so it has no m_vIoU to score "
                          f"(datasets with tubes: {list(dataset_names('tube'))})")
-    target_protocol = get_protocol(protocol, thresholds)
+    get_protocol(protocol, thresholds)  # a bad name or threshold fails before the files are read
     records, report = info.read(Path(annotations), dataset, options or ReadOptions())
     preds = read_predictions(predictions)
     dropped = [i for entry in (*report.excluded, *report.skipped) for i in entry.sentence_ids]
     preds = preds.without(np.array(dropped, dtype=np.int64))
+    scores, metrics = score_records(records, preds, protocol, thresholds, missing_as_zero, source=str(predictions))
+    return ScoredFiles(records, report, preds, scores, metrics)
+
+
+def score_records(
+    records: Sequence[SentenceRecord],
+    predictions: PredictionTable,
+    protocol: str = "tubedetr",
+    thresholds: Sequence[float] = (0.3, 0.5),
+    missing_as_zero: bool = False,
+    source: str = "predictions",
+) -> tuple[SentenceScores, dict]:
+    """Per-sentence scores of ``predictions`` under ``protocol`` and their summary; a mismatch is a ``ValueError``
+    that starts with ``source``. Every scored evaluation goes through here (the tools and the training run's)."""
     try:
-        scores = score(build_targets(records, target_protocol), preds, missing_as_zero=missing_as_zero)
+        scores = score(build_targets(list(records), get_protocol(protocol, thresholds)), predictions,
+                       missing_as_zero=missing_as_zero)
     except ValueError as e:
-        raise ValueError(f"{predictions}: {e}") from None
-    return ScoredFiles(records, report, preds, scores, summarize(scores))
+        raise ValueError(f"{source}: {e}") from None
+    return scores, summarize(scores)

@@ -34,6 +34,7 @@ from bridge_stg.inference.settings import InferenceSettings, read_settings
 from bridge_stg.model.bridge_stg import BridgeSTG
 from bridge_stg.model.coupled import CoupledBaseline
 from bridge_stg.model.saved import load_saved_model, missing_files
+from bridge_stg.ops.segments import span_probabilities
 from bridge_stg.structures import GroundingSample, SentenceRecord
 
 log = logging.getLogger(__name__)
@@ -271,20 +272,6 @@ class Grounder:
             boxes_xyxy_px=tube.boxes_xyxy_px, sampled_frame_ids=np.asarray(sample.frame_ids, dtype=np.int64),
             probabilities=None if logits is None else span_probabilities(logits),
             decoded_frame_ids=ids, decoded_boxes_xyxy_px=boxes[first_id])
-
-
-def span_probabilities(logits_T3: np.ndarray) -> np.ndarray:
-    """``[T, 3]`` probabilities from the temporal logits as span decoding reads them
-    (:func:`~bridge_stg.ops.segments.decode_span`): start and end each a softmax over the T frames, inside a
-    sigmoid per frame."""
-    logits = np.asarray(logits_T3, dtype=np.float64).reshape(-1, 3)
-
-    def softmax(x: np.ndarray) -> np.ndarray:
-        e = np.exp(x - x.max())
-        return e / e.sum()
-
-    inside = 1.0 / (1.0 + np.exp(-logits[:, 2]))
-    return np.stack([softmax(logits[:, 0]), softmax(logits[:, 1]), inside], axis=-1)
 
 
 def _query_record(index: int, video_id: str, video_path: str, fps: float, frame_count: int, width: int,

@@ -45,3 +45,17 @@ def decode_span(start_logits: np.ndarray, end_logits: np.ndarray, max_len: int |
     score_TT = np.where(allowed_TT, _log_softmax(start_T)[:, None] + _log_softmax(end_T)[None, :], -np.inf)
     s, e = np.unravel_index(int(np.argmax(score_TT)), score_TT.shape)  # row-major: first maximum = earliest
     return int(s), int(e) + 1
+
+
+def span_probabilities(logits_T3: np.ndarray) -> np.ndarray:
+    """``[T, 3]`` probabilities from the temporal logits as span decoding reads them
+    (:func:`~bridge_stg.ops.segments.decode_span`): start and end each a softmax over the T frames, inside a
+    sigmoid per frame."""
+    logits = np.asarray(logits_T3, dtype=np.float64).reshape(-1, 3)
+
+    def softmax(x: np.ndarray) -> np.ndarray:
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+    inside = 1.0 / (1.0 + np.exp(-logits[:, 2]))
+    return np.stack([softmax(logits[:, 0]), softmax(logits[:, 1]), inside], axis=-1)

@@ -78,3 +78,11 @@ def test_two_rank_evaluation_equals_one_rank(tmp_path):
     assert {k: v for k, v in metrics[1].items() if k != "name"} == {k: v for k, v in metrics[2].items() if k != "name"}
     assert (tmp_path / "eval1" / "eval" / "predictions.jsonl").read_text() == \
         (tmp_path / "eval2" / "eval" / "predictions.jsonl").read_text()
+    # both evaluations (and the training run's final one) wrote the HTML report of their predictions, whose lines
+    # carry the probabilities its timelines draw
+    for folder in (tmp_path / "eval1" / "eval", tmp_path / "eval2" / "eval", train_dir / "eval" / "final"):
+        page = (folder / "report" / "index.html").read_text()
+        assert "<h2>Summary</h2>" in page and f"{100 * json.loads((folder / 'metrics.json').read_text())['tiou']:.2f}" \
+            in page
+    first = json.loads((tmp_path / "eval1" / "eval" / "predictions.jsonl").read_text().splitlines()[0])
+    assert len(first["probabilities"]) == len(first["sampled_frame_ids"]) > 0
