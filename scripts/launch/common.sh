@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Helpers shared by the launch scripts; sourced, never run on its own. The callers set `set -euo pipefail`.
 
+# shellcheck disable=SC2034  # read by the scripts that source this file
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TORCHRUN=${TORCHRUN:-torchrun}
 

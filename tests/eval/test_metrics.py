@@ -1,5 +1,7 @@
 """Hand-computed protocol cases, and the vectorised scorer against the per-frame reference loop."""
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -289,7 +291,7 @@ def random_case(rng, n=60, dataset="vidstg", base=0, end="exclusive"):
     ("hcstvg_official", "hcstvg_v2", 1, "inclusive"),
 ])
 def test_vectorised_scorer_equals_reference_loop(protocol, dataset, base, end):
-    rng = np.random.default_rng(hash((protocol, dataset)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{protocol}/{dataset}".encode()))  # fixed per case, every run
     recs, preds = random_case(rng, dataset=dataset, base=base, end=end)
     proto = get_protocol(protocol)
     if not proto.interpolate_boxes:  # sampled protocols need boxes on the sampled frames: predict every frame

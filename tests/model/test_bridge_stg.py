@@ -96,8 +96,12 @@ def test_without_bridge_the_decoder_queries_are_learnable_parameters(tiny_checkp
     cfg = dataclasses.replace(BridgeSTGConfig().bridge, enabled=False)
     model = make_model(tiny_checkpoints["qwen2_vl"], bridge=cfg).eval()
     out = model(collate(model, synthetic_samples))
-    assert out.bridge_pooled is None and hasattr(model.bridge, "queries")
-    assert not hasattr(model.bridge, "proj")
+    assert out.bridge_pooled is None and not hasattr(model.bridge, "proj")
+    queries = model.bridge.queries
+    assert isinstance(queries, torch.nn.Parameter) and queries.requires_grad
+    assert any(p is queries for p in model.parameters())  # registered: the optimiser sees it
+    out.boxes_cxcywh01.sum().backward()
+    assert queries.grad is not None and queries.grad.abs().sum() > 0  # and the boxes depend on it
 
 
 @pytest.mark.parametrize("decoder", [DecoderConfig(box_head="detr"), DecoderConfig(layer_injection="last",

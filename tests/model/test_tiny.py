@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -42,10 +40,7 @@ def weights(path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_round_trip_model_and_processor(tmp_path, family):
-    start = time.perf_counter()
-    ckpt = save_tiny_checkpoint(tmp_path / "a", family=family, seed=0)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, f"saving a tiny checkpoint took {elapsed:.2f}s"
+    ckpt = save_tiny_checkpoint(tmp_path / "a", family=family, seed=0)  # its speed: benchmarks/bench_tiny.py
 
     processor = AutoProcessor.from_pretrained(ckpt)
     assert type(processor).__name__ == {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}[family]
