@@ -325,9 +325,10 @@ def deepspeed_step(backend, batch: GroundingBatch) -> None:
 
 @torch.no_grad()
 def temporal_logits(task: GroundingTask, batch: GroundingBatch) -> torch.Tensor:
-    """Inference-mode temporal logits under the task's bf16 autocast, as float32 on CPU."""
+    """Inference-mode temporal logits under the task's autocast (bf16 when the task runs in bf16), as float32 on
+    CPU."""
     task.eval()
-    with torch.autocast(device_type=batch.frame_mask.device.type, dtype=torch.bfloat16):
+    with torch.autocast(device_type=batch.frame_mask.device.type, dtype=torch.bfloat16, enabled=task.bf16):
         logits = task.model(batch).temporal_logits
     task.train()
     return logits.float().cpu()
@@ -337,7 +338,8 @@ def forward_backward_row(ckpt: Path, attn: str, args: argparse.Namespace, device
                          peak_flops: float | None) -> tuple[Row, torch.Tensor, dict[str, float]]:
     """Time forward + backward with ``attn``; also returns its temporal logits and the step's FLOP budget."""
     _reset_memory(device)
-    task = build_task(bridge_config(ckpt, attn, args), device)
+    bf16 = device.type == "cuda"  # the CPU smoke run works in fp32, so attention kernels differ by rounding only
+    task = build_task(bridge_config(ckpt, attn, args, dtype="bfloat16" if bf16 else "float32"), device, bf16=bf16)
     batch = make_batch(task.model, args, device)
     logits = temporal_logits(task, batch)
     seconds = time_steps(partial(forward_backward_step, task, batch), args.steps, args.warmup, device)

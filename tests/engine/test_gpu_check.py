@@ -61,7 +61,9 @@ def test_tiny_cpu_table(tmp_path: Path) -> None:
     assert setup["model_flops_per_step"] > 0
     assert [r["config"] for r in report["rows"]] == [r["config"] for r in rows]
     diffs = report["logit_max_abs_diff"]
-    assert math.isfinite(diffs["sdpa_vs_eager"]) and diffs["sdpa_vs_eager"] < 0.1 * max(1.0, diffs["max_abs_eager"])
+    # fp32 on CPU: the two kernels differ by rounding only (measured about 2e-7 of logits of order 1); a masking bug
+    # (a padded or future token attended) moves the logits by far more than 1e-4
+    assert math.isfinite(diffs["sdpa_vs_eager"]) and diffs["sdpa_vs_eager"] < 1e-4 * max(1.0, diffs["max_abs_eager"])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="needs flash-attn to be missing")
