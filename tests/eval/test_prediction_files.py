@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from bridge_stg.eval.metrics import PredictionTable
+from bridge_stg.eval.metrics import PredictionTable, score, summarize
 from bridge_stg.eval.prediction_files import detect_format, read_predictions, write_reference, write_tubes
+from bridge_stg.eval.protocols import build_targets, get_protocol
+from bridge_stg.eval.simulate import simulate_predictions, simulate_vidstg
 from bridge_stg.structures import TubePrediction
 
 TUBES = [
@@ -36,6 +38,18 @@ def test_reference_qtype_is_written_but_never_trusted(tmp_path):
     data = json.loads(path.read_text())
     assert data["video_predictions"]["7"] == {"sted": [3, 9], "qtype": "declarative"}
     assert data["predictions"]["7_6"] == {"boxes": [[5.0, 6.0, 7.5, 8.25]]}
+
+    # scoring reads the sentence type from the annotation: a file whose every qtype contradicts it scores the same
+    records = simulate_vidstg(6, seed=3)
+    tubes = simulate_predictions(records, seed=4)
+    swap = {"declarative": "interrogative", "interrogative": "declarative"}
+    write_reference(tmp_path / "right.json", tubes, {r.sentence_id: r.sentence_type for r in records})
+    write_reference(tmp_path / "wrong.json", tubes, {r.sentence_id: swap[r.sentence_type] for r in records})
+    assert json.loads((tmp_path / "wrong.json").read_text()) != json.loads((tmp_path / "right.json").read_text())
+    targets = build_targets(records, get_protocol("tubedetr"))
+    right, wrong = (summarize(score(targets, read_predictions(tmp_path / f"{n}.json"))) for n in ("right", "wrong"))
+    assert wrong == right
+    assert right["declarative_count"] == sum(r.sentence_type == "declarative" for r in records) > 0
 
 
 @pytest.mark.parametrize("content,message", [
