@@ -229,6 +229,29 @@ def test_bad_values_name_their_key(tmp_path, key, value):
     assert error_of(tmp_path, {key: value}).startswith(key)
 
 
+# each check of the builder and the config dataclasses: the message starts with the key and carries the fix
+@pytest.mark.parametrize("overrides,key,fix", [
+    ({"train.micro_batch_size": 0}, "train.micro_batch_size", "must be >= 1"),
+    ({"train.max_steps": 0}, "train.max_steps", "must be >= 1"),
+    ({"model.num_bridge_tokens": 0}, "model.num_bridge_tokens", "must be >= 1"),
+    ({"model.selection.num_positive": 0}, "model.selection.num_positive", "selection.num_negative >= 0"),
+    ({"model.selection.num_negative": -1}, "model.selection.num_positive", "selection.num_negative >= 0"),
+    ({"model.temporal.num_heads": 5}, "model.temporal.num_heads", "must divide decoder_dim (128)"),
+    ({"model.backbone.llm": "lora", "model.backbone.lora_rank": 0}, "model.backbone.lora_rank",
+     "must be >= 1 with backbone.llm=lora"),
+    ({"data.eval_source.max_samples": 0}, "data.eval_source.max_samples", "must be >= 1 or null"),
+    ({f"loss.{t}": 0.0 for t in ("start_end", "inside", "box_l1", "box_giou", "objectness", "contrastive",
+                                 "token_relevance", "query_motion", "lm")}, "loss", "enable at least one of"),
+    ({"model.backbone.path": ""}, "model.backbone.path", "choose a preset (model/backbone=qwen2_vl_7b, ...)"),
+    ({"model.bridge.enabled": False, **{f"loss.{t}": 0.0 for t in (
+        "start_end", "inside", "box_l1", "box_giou", "objectness", "token_relevance", "query_motion", "lm")}},
+     "loss", "(loss.contrastive is 0 because model.bridge.enabled=false)"),
+])
+def test_each_check_names_its_key_and_the_fix(tmp_path, overrides, key, fix):
+    message = error_of(tmp_path, overrides)
+    assert message.startswith(key) and fix in message, message
+
+
 def test_unresolvable_values_name_their_key(tmp_path):
     assert error_of(tmp_path, {"model.backbone.path": "???"}).startswith("model.backbone.path: no value given")
     message = error_of(tmp_path, {"data.synthetic_dir": "${paths.nope}/synthetic"})
