@@ -240,3 +240,34 @@ def test_real_vidstg_sentence_file_scores_once_boxes_exist(tmp_path, capsys):
     write_tubes(tmp_path / "p.jsonl", [])
     assert eval_cli("--dataset", "vidstg", "--annotations", SHARED_VIDSTG, "--predictions", tmp_path / "p.jsonl") == 2
     assert "--vidor-dir" in capsys.readouterr().err
+
+
+def test_flags_reach_the_metrics_file(vidstg, tmp_path):
+    """--thresholds, --per-sentence, --name, --split and --skip-invalid each change what is written."""
+    d, records, preds = vidstg
+    targets = build_targets(records, get_protocol("tubedetr", (0.1, 0.7)))
+    scores = score(targets, PredictionTable.from_tubes(preds))
+    out, per_sentence = tmp_path / "m.json", tmp_path / "s.jsonl"
+    assert eval_cli("--dataset", "vidstg", "--annotations", d / "test.json", "--predictions", d / "pred.jsonl",
+                    "--thresholds", "0.1", "0.7", "--name", "my row", "--split", "val", "--out", out,
+                    "--per-sentence", per_sentence) == 0
+    m = json.loads(out.read_text())
+    assert m["name"] == "my row" and m["split"] == "val"
+    expected = summarize(scores)
+    for key in ("declarative_viou@0.1", "declarative_viou@0.7", "interrogative_viou@0.7", "average_viou"):
+        assert m[key] == pytest.approx(expected[key])
+    assert "declarative_viou@0.5" not in m
+    rows = {r["sentence_id"]: r for r in map(json.loads, per_sentence.read_text().splitlines())}
+    for i, sid in enumerate(scores.sentence_ids.tolist()):
+        assert rows[sid]["tiou"] == pytest.approx(scores.tiou[i]) and rows[sid]["viou"] == pytest.approx(scores.viou[i])
+
+    # one entry made invalid (an inverted tube): an error without --skip-invalid, skipped and counted with it
+    data = json.loads((d / "test.json").read_text())
+    bad = data["videos"][0]
+    bad["tube_start_frame"], bad["tube_end_frame"] = bad["tube_end_frame"], bad["tube_start_frame"]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    args = ["--dataset", "vidstg", "--annotations", tmp_path / "bad.json", "--predictions", d / "pred.jsonl"]
+    assert eval_cli(*args, "--out", tmp_path / "a.json") == 2
+    assert eval_cli(*args, "--skip-invalid", "--out", tmp_path / "b.json") == 0
+    skipped = json.loads((tmp_path / "b.json").read_text())
+    assert skipped["skipped_sentences"] == 1 and skipped["count"] == len(records) - 1
