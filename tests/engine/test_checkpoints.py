@@ -78,6 +78,35 @@ def leftovers(run_dir: Path) -> list[str]:
                   and p.name != POINTER)
 
 
+# ------------------------------------------------------------------------------------------------ mechanics
+
+
+def test_keep_last_prunes_the_oldest_and_the_pointer_names_the_newest(tmp_path):
+    for step in (2, 4, 6, 8):
+        final = save(tmp_path, step, value=step, keep_last=2)
+        root = tmp_path / "checkpoints"
+        assert final == root / f"step_{step:08d}" and final.is_dir()
+        assert (root / POINTER).read_text().strip() == final.name
+        kept = sorted(p.name for p in root.iterdir() if checkpoint.NAME.fullmatch(p.name))
+        assert kept == [f"step_{s:08d}" for s in (2, 4, 6, 8) if s <= step][-2:]  # the newest two, never more
+        assert leftovers(tmp_path) == []  # no .tmp or .replaced folder survives a completed save
+    assert resume(tmp_path) == (8, 8)
+
+
+def test_a_save_is_written_under_tmp_and_renamed(tmp_path, monkeypatch):
+    seen = []
+    real_replace = checkpoint.os.replace
+
+    def spy(src, dst):
+        seen.append((Path(src).name, Path(dst).name))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", spy)
+    save(tmp_path, 3, value=7)
+    assert ("step_00000003.tmp", "step_00000003") in seen
+    assert resume(tmp_path) == (3, 7)
+
+
 # ------------------------------------------------------------------------------------------------ kills
 
 
