@@ -161,6 +161,29 @@ def test_dense_interpolation_is_linear_between_predicted_frames():
     assert s.gt_viou[0] == pytest.approx(np.mean(ious))
 
 
+def test_stcat_vidstg_hand_case():
+    # GT [10, 20) (VidSTG, end exclusive); STCAT's last GT frame is 20. Pred [15, 30): FAR boxes on 10..14, then BOX.
+    # tIoU and the vIoU sums use [start, last): intersection [15, 20) = 5 frames, union [10, 30) = 20 -> 0.25 and
+    # 5 * 1.0 / 20; gt_vIoU averages the 11 box frames 10..20: 0 on 10..14, 1 on 15..20 -> 6/11
+    rec = record(segment=(0, 100), tube=(10, 20))
+    s = run([rec], [tube(0, (15, 30), {10: FAR, 14: FAR, 15: BOX, 30: BOX})], protocol="stcat")
+    assert (s.tiou[0], s.viou[0]) == (0.25, 0.25) and s.gt_viou[0] == pytest.approx(6 / 11)
+
+
+@pytest.mark.parametrize("protocol,span,expected", [
+    # HC-STVG st_frame 10 (1-based) with 10 boxes: 0-based box frames 9..18
+    # stcat: span [9, 18) (its [start, last)); a prediction [9, 19) overlaps 9 of a 10-frame union
+    ("stcat", (9, 19), 9 / 10), ("stcat", (10, 20), 8 / 11), ("stcat", (8, 18), 9 / 10),
+    # hcstvg_official: span [9, 19), every box frame; one frame late or early: 9 of an 11-frame union
+    ("hcstvg_official", (9, 19), 1.0), ("hcstvg_official", (10, 20), 9 / 11), ("hcstvg_official", (8, 18), 9 / 11),
+])
+def test_dense_protocols_hcstvg_hand_cases_and_one_frame_shifts(protocol, span, expected):
+    rec = record(segment=(0, 100), tube=(9, 19), base=1, end="inclusive", dataset="hcstvg_v1")
+    s = run([rec], [tube(0, span, {0: BOX, 99: BOX})], protocol=protocol)  # the exact box on every frame
+    assert s.tiou[0] == pytest.approx(expected) and s.viou[0] == pytest.approx(expected)  # exact boxes: vIoU = tIoU
+    assert s.gt_viou[0] == 1.0
+
+
 def test_hcstvg_official_rejects_vidstg():
     with pytest.raises(ValueError, match="hcstvg"):
         build_targets([record(dataset="vidstg")], get_protocol("hcstvg_official"))
