@@ -41,24 +41,27 @@ def rewind(run_dir: Path, step: int) -> None:
     (run_dir / "metrics.jsonl").write_text("")
 
 
-@pytest.mark.parametrize("engine_overrides", [
-    pytest.param(("train.engine=deepspeed", "train.zero_stage=2"), id="zero2"),
-    pytest.param(("train.engine=deepspeed", "train.zero_stage=3"), id="zero3"),
+@pytest.mark.parametrize("ranks,engine_overrides", [
+    pytest.param(2, ("train.engine=deepspeed", "train.zero_stage=2"), id="zero2-2ranks"),
+    pytest.param(2, ("train.engine=deepspeed", "train.zero_stage=3"), id="zero3-2ranks"),
+    # the torch engine, at 1 and 2 ranks; no evaluation (the DeepSpeed cases cover the final one): cheaper
+    pytest.param(2, ("train.engine=torch", "data.eval_source=null"), id="torch-2ranks"),
+    pytest.param(1, ("train.engine=torch", "data.eval_source=null"), id="torch-1rank", marks=pytest.mark.slow),
 ])
-def test_two_rank_deepspeed_training_resumes_exactly(tmp_path, engine_overrides):
+def test_training_resumes_exactly(tmp_path, ranks, engine_overrides):
     steps = ("train.max_steps=4", "train.save_every=2", "train.keep_last=5", "train.global_batch_size=4",
-             "train.micro_batch_size=1")
+             f"train.micro_batch_size={4 // (2 * ranks)}")  # two micro-batches per step: accumulation resumes too
     full = tmp_path / "full"
-    launch("train.py", full, tmp_path, 2, *engine_overrides, *steps)
+    launch("train.py", full, tmp_path, ranks, *engine_overrides, *steps)
     uninterrupted = losses(full)
     assert sorted(uninterrupted) == [1, 2, 3, 4]
     assert (full / "model" / "bridge_stg_config.json").is_file()
-    assert (full / "eval" / "final" / "metrics.json").is_file()
+    assert (full / "eval" / "final" / "metrics.json").is_file() == ("data.eval_source=null" not in engine_overrides)
 
     resumed = tmp_path / "resumed"
     shutil.copytree(full, resumed)
     rewind(resumed, 2)
-    launch("train.py", resumed, tmp_path, 2, *engine_overrides, *steps, "train.resume=true")
+    launch("train.py", resumed, tmp_path, ranks, *engine_overrides, *steps, "train.resume=true")
     again = losses(resumed)
     assert sorted(again) == [3, 4]
     assert again == {s: uninterrupted[s] for s in (3, 4)}
