@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python scripts/gpu_check.py [--llm-layers 2 --vision-layers 2 --frames 16 --size 448] [--out f.json]
     python scripts/gpu_check.py --device cpu --tiny [--deepspeed]      # the same code path on CPU in seconds (CI)
+    PYTHONPATH=. python scripts/gpu_check.py --plan                       # + the planner's memory vs the ZeRO-2 row
 
 Builds a random Qwen2-VL whose layers have Qwen2-VL-7B's sizes (LLM width 3584, 28 heads, 4 KV heads, MLP 18944,
 vocabulary 152064; vision width 1280, 16 heads, MLP ratio 4, patch 14, merge 2) but only a few of them, saves it with
@@ -23,6 +24,11 @@ frozen vision tower, whose backward never runs, and the weight gradients of LoRA
 if the model were fully fine-tuned, so the MFU of LoRA / frozen-vision runs is above the hardware's real use. Left
 out: embedding lookups, the LM head (not run without text labels), the Bridge-STG heads (small) and the quadratic
 attention term (roughly 5-15% more at these lengths). Gradient-checkpointing recomputation is not counted either.
+
+``--plan`` sizes the ZeRO-2 row's exact model and batch with ``bridge-stg-plan``'s memory model
+(``bridge_stg/plan/memory.py``, world size 1, no CUDA/NCCL allowance since ``max_memory_allocated`` does not see the
+CUDA context) and reports planned vs measured peak; on CUDA the check fails when they differ by more than
+``--plan-tolerance`` (default 15 %). On CPU the measured number is the process's RSS and is not compared.
 
 Shape legend: L LLM tokens of a step (text + video, all samples), P vision patches of a step.
 """
@@ -141,6 +147,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run the ZeRO-2 step (default: on for cuda, off for cpu)")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="peak dense bf16 TFLOP/s for MFU when the GPU is not in the built-in table")
+    parser.add_argument("--plan", action="store_true",
+                        help="compare the ZeRO-2 row's peak memory with bridge-stg-plan's estimate (needs --deepspeed)")
+    parser.add_argument("--plan-tolerance", type=float, default=0.15,
+                        help="relative difference allowed between planned and measured peak on CUDA (default 0.15)")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     return _resolve_defaults(args, parser)
@@ -167,6 +177,8 @@ def _resolve_defaults(args: argparse.Namespace, parser: argparse.ArgumentParser)
                      "(pyproject.toml pins it): install it from carried wheels (docs/gpu_check.md)")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device is visible: run on a GPU node, or pass --device cpu --tiny for the CPU check")
+    if args.plan and not args.deepspeed:
+        parser.error("--plan compares the DeepSpeed ZeRO-2 row: drop --no-deepspeed (on CPU pass --deepspeed)")
     if args.deepspeed and importlib.util.find_spec("deepspeed") is None:
         parser.error("deepspeed is not installed: install it from carried wheels (docs/gpu_check.md) or pass "
                      "--no-deepspeed")
@@ -348,7 +360,7 @@ def forward_backward_row(ckpt: Path, attn: str, args: argparse.Namespace, device
 
 
 def deepspeed_row(ckpt: Path, run_dir: Path, args: argparse.Namespace, device: torch.device,
-                  peak_flops: float | None) -> Row:
+                  peak_flops: float | None) -> tuple[Row, dict[str, float] | None]:
     """Time full ZeRO-2 steps (forward, backward, AdamW) through the project's DeepSpeed backend.
 
     bf16 on CUDA. On CPU the step runs in fp32 (the project's CPU precision): DeepSpeed's bf16 casts the whole model,
@@ -374,12 +386,47 @@ def deepspeed_row(ckpt: Path, run_dir: Path, args: argparse.Namespace, device: t
     task = build_task(cfg, device, bf16=bf16)
     batch = make_batch(task.model, args, device)
     budget = flop_budget(task.model, batch)  # before DeepSpeed wraps (and under ZeRO-3 would partition) the model
+    planned = planned_memory(cfg, task.model, batch, args, train.precision) if args.plan else None
     backend = DeepSpeedBackend(task, spec, DistContext(0, 1, 0, device), accumulation=1)
     seconds = time_steps(partial(deepspeed_step, backend, batch), args.steps, args.warmup, device)
     row = make_row(f"DeepSpeed ZeRO-2 step, {attn}{'' if bf16 else ', fp32'}", budget, seconds, device, peak_flops)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-    return row
+    return row, planned
+
+
+def planned_memory(cfg: BridgeSTGConfig, model: BridgeSTG, batch: GroundingBatch, args: argparse.Namespace,
+                   precision: str) -> dict[str, float]:
+    """``bridge-stg-plan``'s per-GPU memory (GiB) for this exact model and batch under ZeRO-2 on one process, without
+    the fixed CUDA/NCCL allowance (``max_memory_allocated`` does not see it)."""
+    import copy
+
+    from bridge_stg.model.mllm import meta_base_model
+    from bridge_stg.plan.memory import Setting, estimate
+    from bridge_stg.plan.model_size import count_parameters
+    from bridge_stg.plan.tokens import SampleTokens
+
+    counts, shape = count_parameters(cfg, meta_base_model(copy.deepcopy(model.backbone.hf_model().config)))
+    sequence = int(batch.model_inputs["attention_mask"].sum()) // args.batch
+    patches = int(batch.model_inputs["pixel_values_videos"].shape[0]) // args.batch
+    visual = patches // 4
+    tokens = SampleTokens(frames=args.frames, height=args.size, width=args.size, chunks=args.frames // 2,
+                          patches_per_chunk=(args.size // 14) ** 2, visual_per_chunk=(args.size // 28) ** 2,
+                          visual=visual, text=sequence - visual)
+    setting = Setting(2, False, args.gradient_checkpointing, args.batch, 1, precision)
+    layers_read = len(set(cfg.backbone_layers) | {cfg.selection.feature_layer})
+    memory = estimate(counts, shape, tokens, setting, cfg.backbone, layers_read)
+    return {**{k: v for k, v in memory.as_dict().items() if k != "unit"},
+            "planned_peak_gib": (memory.peak - memory.overhead) / GIB, "sequence": sequence, "patches": patches}
+
+
+def plan_comparison(planned: dict[str, float], row: Row, device: torch.device, tolerance: float) -> dict[str, object]:
+    """Planned vs measured peak of the ZeRO-2 row; ``ok`` is ``None`` on CPU (RSS is not comparable)."""
+    measured = row.peak_memory_gib
+    ratio = planned["planned_peak_gib"] / measured if measured > 0 else float("nan")
+    ok = abs(ratio - 1) <= tolerance if device.type == "cuda" else None
+    return {"planned": planned, "measured_peak_gib": measured, "planned_over_measured": ratio, "ok": ok,
+            "tolerance": tolerance}
 
 
 # ------------------------------------------------------------------------------------------------ reporting
@@ -452,15 +499,23 @@ def run_check(args: argparse.Namespace) -> dict[str, object]:
                 row, logits[attn], budget = out
                 rows.append(row)
                 print(markdown_table([row]).splitlines()[-1], file=sys.stderr, flush=True)  # progress
+        plan: dict[str, object] | None = None
         if args.deepspeed:
-            row = _attempt("DeepSpeed ZeRO-2 step", errors,
+            out = _attempt("DeepSpeed ZeRO-2 step", errors,
                            partial(deepspeed_row, ckpt, Path(tmp) / "run", args, device, peak_flops))
-            rows += [row] if row is not None else []
+            if out is not None:
+                row, planned = out
+                rows.append(row)
+                if planned is not None:
+                    plan = plan_comparison(planned, row, device, args.plan_tolerance)
+                    if plan["ok"] is False:
+                        errors["plan"] = (f"planned peak {planned['planned_peak_gib']:.2f} GiB vs measured "
+                                          f"{row.peak_memory_gib:.2f} GiB: off by more than {args.plan_tolerance:.0%}")
     setup = {**{k: v for k, v in vars(args).items() if k != "out"}, "shape": asdict(shape), "tokenizer": tokenizer,
              **budget}
     return {"environment": environment(device, device_name, peak_flops), "setup": setup,
             "rows": [asdict(r) for r in rows], "logit_max_abs_diff": logit_differences(logits) if logits else {},
-            "errors": errors, "table": markdown_table(rows)}
+            "errors": errors, "table": markdown_table(rows), "plan": plan}
 
 
 def _setup_lines(setup: dict[str, object]) -> list[str]:
@@ -485,6 +540,13 @@ def report(result: dict[str, object]) -> str:
              *_setup_lines(setup), "", str(result["table"]), "",
              f"temporal logits, max |difference|: {diffs or '-'}",
              f"peak memory: {memory}; MFU = 6 x forward params x tokens / step time / peak (see scripts/gpu_check.py)"]
+    plan = result.get("plan")
+    if plan:
+        verdict = {True: f"within {plan['tolerance']:.0%}", False: f"OFF by more than {plan['tolerance']:.0%}",
+                   None: "not compared: on CPU the measurement is the process's RSS"}[plan["ok"]]
+        lines.append(f"plan (bridge-stg-plan, ZeRO-2, no CUDA/NCCL allowance): planned peak "
+                     f"{plan['planned']['planned_peak_gib']:.2f} GiB vs measured {plan['measured_peak_gib']:.2f} GiB "
+                     f"(x{plan['planned_over_measured']:.2f}), {verdict}")
     lines += [f"FAILED {name}: {error}" for name, error in result["errors"].items()]
     return "\n".join(lines)
 

@@ -27,11 +27,15 @@ FORBIDDEN = {
     # pictures and the HTML report: numpy, PIL, matplotlib, ops, structures, eval, annotations and data.video_io
     "viz": ["bridge_stg.model", "bridge_stg.loss", "bridge_stg.engine", "bridge_stg.cli", "hydra", "omegaconf",
             "deepspeed", "torch"],
+    # the planner: composes the config through engine/builder.py, builds the model on the meta device, never trains
+    "plan": ["bridge_stg.cli", "bridge_stg.inference", "hydra", "omegaconf", "deepspeed"],
 }
 # packages whose project imports are listed in full: anything else of bridge_stg is refused
 ALLOWED_PROJECT_IMPORTS = {
     "viz": ["bridge_stg.viz", "bridge_stg.ops", "bridge_stg.structures", "bridge_stg.eval", "bridge_stg.annotations",
             "bridge_stg.data.video_io"],
+    "plan": ["bridge_stg.plan", "bridge_stg.engine.specs", "bridge_stg.engine.builder", "bridge_stg.model",
+             "bridge_stg.data.frames"],
 }
 # third-party packages -> the only modules that may import them (the adapter, the tiny-checkpoint builder, the
 # config builder, the DeepSpeed engine)
@@ -111,6 +115,14 @@ def test_command_lines_import_the_predictor_inside_their_handlers():
     bad = [f"{path.relative_to(PACKAGE.parent)} imports {name} at module level"
            for path in sorted((PACKAGE / "cli").glob("*.py")) for name in module_level_imports(path)
            if name == "torch" or name.startswith("bridge_stg.inference")]
+    assert bad == []
+
+
+def test_planner_command_line_imports_the_planner_inside_its_handler():
+    """``bridge-stg-plan --help`` and its argument errors must not wait for torch, Hydra or the model."""
+    heavy = ("torch", "bridge_stg.engine", "bridge_stg.model", "bridge_stg.plan.planner", "bridge_stg.plan.model_size")
+    bad = [name for name in module_level_imports(PACKAGE / "plan" / "cli.py")
+           if any(name == h or name.startswith(h + ".") for h in heavy)]
     assert bad == []
 
 

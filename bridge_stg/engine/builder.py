@@ -75,9 +75,10 @@ class ConfigError(ValueError):
 # ------------------------------------------------------------------------------------------------------ public
 
 
-def build_spec(cfg: DictConfig, run_dir: Path, world_size: int = 1) -> RunSpec:
+def build_spec(cfg: DictConfig, run_dir: Path, world_size: int = 1, check_paths: bool = True) -> RunSpec:
     """Resolve ``cfg``, convert every section into its dataclass and validate the whole run for ``world_size``
-    processes. Raises :class:`ConfigError` (nothing is created or loaded before that)."""
+    processes. Raises :class:`ConfigError` (nothing is created or loaded before that). ``check_paths=False`` skips
+    the checks that the checkpoint and data exist (the planner sizes a run on a machine that has neither)."""
     tree = _resolved_tree(cfg)
     unknown = sorted(set(tree) - set(SECTIONS) - set(HELPER_KEYS))
     if unknown:
@@ -87,8 +88,28 @@ def build_spec(cfg: DictConfig, run_dir: Path, world_size: int = 1) -> RunSpec:
     spec = _without_contrastive_if_no_bridge(RunSpec(run_dir=Path(run_dir), **parts, experiment=experiment))
     spec = _with_pretrained_backbone_path(spec)
     convert(bool, tree.get("verify_checkpoint", True), "verify_checkpoint")
-    validate(spec, world_size=world_size, checkpoint=convert(str | None, tree.get("checkpoint"), "checkpoint"))
+    validate(spec, world_size=world_size, checkpoint=convert(str | None, tree.get("checkpoint"), "checkpoint"),
+             check_paths=check_paths)
     return spec
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def compose_spec(overrides: list[str], world_size: int = 1, config_name: str = "train") -> RunSpec:
+    """The :class:`RunSpec` that ``scripts/train.py <overrides>`` would train, composed without ``@hydra.main`` and
+    without touching the disk (no run directory, no path checks): what ``bridge-stg-plan`` sizes. Raises
+    :class:`ConfigError` for an override or experiment that does not compose, naming it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+    except HydraException as err:
+        reason = " ".join(str(err).split()).split(" Config search path")[0]  # the tail lists Hydra's search path
+        raise ConfigError(f"the config does not compose with overrides {list(overrides)}: {reason}") from None
+    return build_spec(cfg, Path("plan"), world_size=world_size, check_paths=False)
 
 
 def spec_to_dict(spec: RunSpec) -> dict[str, Any]:
@@ -112,11 +133,12 @@ def convert(tp: Any, value: Any, key: str) -> Any:
     return _convert_scalar(tp, value, key)
 
 
-def validate(spec: RunSpec, world_size: int = 1, checkpoint: str | None = None) -> None:
-    """Cross-field rules and paths; raises :class:`ConfigError` naming the offending key(s)."""
+def validate(spec: RunSpec, world_size: int = 1, checkpoint: str | None = None, check_paths: bool = True) -> None:
+    """Cross-field rules and (with ``check_paths``) paths; raises :class:`ConfigError` naming the offending key(s)."""
     _check_batches(spec.train, world_size)
     _check_sources(spec.data)
-    _check_paths(spec, checkpoint)
+    if check_paths:
+        _check_paths(spec, checkpoint)
 
 
 # ------------------------------------------------------------------------------------------------- conversion

@@ -292,6 +292,28 @@ def model_class(model_type: str) -> type[nn.Module]:
     return {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}[model_type]
 
 
+def meta_base_model(config: dict[str, Any] | Any) -> nn.Module:
+    """The ``*ForConditionalGeneration`` of ``config`` (a checkpoint's ``config.json`` as a dict, or a transformers
+    config) built on the meta device: every module and shape of the real model, no weights and no memory. What the
+    planner (``bridge_stg.plan``) counts and sizes."""
+    if isinstance(config, dict):
+        from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+
+        model_type = config.get("model_type")
+        if model_type not in ("qwen2_vl", "qwen2_5_vl"):
+            raise ValueError(f"model_type {model_type!r} is not supported; expected 'qwen2_vl' or 'qwen2_5_vl'")
+        config = {"qwen2_vl": Qwen2VLConfig, "qwen2_5_vl": Qwen2_5_VLConfig}[model_type].from_dict(config)
+    with torch.device("meta"):
+        return model_class(config.model_type)(config)
+
+
+def lora_target_modules(hf: nn.Module, targets: Sequence[str]) -> dict[str, nn.Module]:
+    """The modules of ``hf`` that LoRA adapts for ``targets`` (the same regex :func:`_apply_training_mode` gives
+    peft, which full-matches module names): ``{name: module}``."""
+    regex = re.compile(_lora_target_regex(hf, targets))
+    return {name: m for name, m in hf.named_modules() if regex.fullmatch(name)}
+
+
 def _load_hf_model(cfg: BackboneConfig) -> nn.Module:
     return load_base_model(cfg.path, cfg.dtype, cfg.attn_implementation)
 

@@ -78,7 +78,8 @@ def test_a_failing_row_keeps_the_others(tmp_path: Path) -> None:
     assert "FAILED fwd+bwd, flash_attention_2: ImportError" in result.stdout
 
 
-@pytest.mark.parametrize("args", [["--frames", "3"], ["--frames", "0"], ["--size", "100"], ["--batch", "0"]])
+@pytest.mark.parametrize("args", [["--frames", "3"], ["--frames", "0"], ["--size", "100"], ["--batch", "0"],
+                                  ["--plan"]])  # --plan needs the DeepSpeed row, off on CPU by default
 def test_bad_arguments(args: list[str]) -> None:
     result = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
@@ -87,6 +88,9 @@ def test_bad_arguments(args: list[str]) -> None:
 
 @pytest.mark.slow
 def test_tiny_cpu_deepspeed_row(tmp_path: Path) -> None:
-    rows, _ = run_check(tmp_path, "--attn", "sdpa", "--deepspeed", timeout=300)
+    rows, result = run_check(tmp_path, "--attn", "sdpa", "--deepspeed", "--plan", timeout=300)
     assert rows[-1]["config"] == "DeepSpeed ZeRO-2 step, sdpa, fp32"
     assert all(math.isfinite(number(rows[-1][c])) for c in COLUMNS[1:])
+    plan = result["plan"]  # the planner's estimate of the same model and batch; not compared with CPU RSS
+    assert plan["ok"] is None and plan["planned"]["planned_peak_gib"] > 0
+    assert plan["planned"]["sequence"] == number(rows[-1]["tokens/step"])
