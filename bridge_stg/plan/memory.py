@@ -26,8 +26,9 @@ gradient, ``2 b x largest`` (DeepSpeed's ``estimate_zero3_model_states_mem_needs
 moves the optimizer states (and the fp32 gradient partition) to host memory: ``K Psi_t / N`` per process, reported
 as ``cpu``.
 
-**Activations**: the bytes per token that one transformer block saves for backward, in bf16, counted tensor by tensor
-on HF's Qwen2 blocks under SDPA / flash attention (``tests/plan/test_memory_validation.py`` measures them through
+**Activations**: the bytes per token that one transformer block saves for backward, in bf16 (with
+``precision=fp32`` every bf16 term below doubles; the fp32 norm statistics and log-sum-exp do not), counted tensor by
+tensor on HF's Qwen2 blocks under SDPA / flash attention (``tests/plan/test_memory_validation.py`` measures them through
 autograd's saved-tensor hooks at the real widths):
 
 * each of the two RMSNorms keeps its fp32 input and variance, and when its weight trains the normalised input:
@@ -42,7 +43,9 @@ autograd's saved-tensor hooks at the real widths):
 
 Once per model the final norm keeps ``4D + 4`` (``6D + 4`` with ``llm=full``). Measured on 2 layers of Qwen2-VL-7B
 at 256 tokens the formula is within 7 % in every mode, exact with checkpointing; the CPU's LoRA dropout masks are
-bf16, hence the measurement there is 6 % above the plan, which counts CUDA's 1-byte masks.
+bf16, hence the measurement there is 6 % above the plan, which counts CUDA's 1-byte masks. The whole plan less the
+optimizer and the overhead (fp32, ZeRO 0) is within 4 % of the measured peak of a CPU forward + backward of real-width
+2B / 3B / 7B backbones cut to 2 layers on a 640x360 video (``benchmarks/bench_plan_memory.py``, docs/benchmarks.md).
 
 Without checkpointing every LLM block stores its ``A x L`` for the micro-batch's B sequences; with checkpointing
 (HF checkpoints each decoder layer) a block stores only its input (``2D`` bytes per token), and backward
@@ -109,36 +112,39 @@ class MemoryEstimate:
 
 
 def block_activation_bytes(width: int, q_dim: int, kv_dim: int, heads: int, intermediate: int, gated: bool,
-                           trains_linears: bool) -> int:
-    """``A``: bytes a transformer block saves per token (module docstring), LoRA aside."""
-    norms = 2 * (4 * width + 4 + (2 * width if trains_linears else 0))  # a trained norm weight keeps its input
-    attention = 4 * q_dim + 4 * kv_dim + 4 * heads
-    mlp = 6 * intermediate if gated else 4 * intermediate
-    linears = 2 * width + 2 * q_dim + 2 * width + 2 * intermediate if trains_linears else 0
+                           trains_linears: bool, element: int = 2) -> int:
+    """``A``: bytes a transformer block saves per token (module docstring), LoRA aside; ``element``: bytes per
+    activation (2 in bf16, 4 in fp32; the norms' input and variance and the log-sum-exp are fp32 either way)."""
+    e = element
+    norms = 2 * (4 * width + 4 + (e * width if trains_linears else 0))  # a trained norm weight keeps its input
+    attention = e * (2 * q_dim + 2 * kv_dim) + 4 * heads
+    mlp = 3 * e * intermediate if gated else 2 * e * intermediate
+    linears = e * (width + q_dim + width + intermediate) if trains_linears else 0
     return norms + attention + mlp + linears
 
 
-def lora_activation_bytes(shape: ModelShape, rank: int, dropout: float) -> int:
-    """Per token per layer: each LoRA-adapted linear's (dropped-out) input, dropout mask and rank-r intermediate."""
+def lora_activation_bytes(shape: ModelShape, rank: int, dropout: float, element: int = 2) -> int:
+    """Per token per layer: each LoRA-adapted linear's (dropped-out) input, dropout mask (1 byte, CUDA) and rank-r
+    intermediate, ``element`` bytes per activation."""
     if not shape.lora_params:
         return 0
-    per_input = 3 if dropout > 0 else 2
-    return per_input * shape.lora_inputs_per_layer + 2 * rank * shape.lora_targets_per_layer
+    per_input = element + 1 if dropout > 0 else element
+    return per_input * shape.lora_inputs_per_layer + element * rank * shape.lora_targets_per_layer
 
 
-def llm_block_bytes(shape: ModelShape, backbone: BackboneConfig) -> int:
+def llm_block_bytes(shape: ModelShape, backbone: BackboneConfig, element: int = 2) -> int:
     """``A`` of one LLM decoder layer under ``backbone``'s training mode."""
     block = block_activation_bytes(shape.hidden, shape.q_dim, shape.kv_dim, shape.heads, shape.intermediate, True,
-                                   backbone.llm == "full")
+                                   backbone.llm == "full", element)
     if backbone.llm == "lora":
-        block += lora_activation_bytes(shape, backbone.lora_rank, backbone.lora_dropout)
+        block += lora_activation_bytes(shape, backbone.lora_rank, backbone.lora_dropout, element)
     return block
 
 
-def vision_block_bytes(shape: ModelShape, trains: bool) -> int:
+def vision_block_bytes(shape: ModelShape, trains: bool, element: int = 2) -> int:
     """``A`` of one ViT block (trained: its linears keep their inputs)."""
     return block_activation_bytes(shape.vision_width, shape.vision_q_dim, shape.vision_q_dim, shape.vision_heads,
-                                  shape.vision_intermediate, shape.vision_gated, trains)
+                                  shape.vision_intermediate, shape.vision_gated, trains, element)
 
 
 def model_states(counts: ParameterCounts, shape: ModelShape, setting: Setting) -> tuple[float, float, float, float]:
@@ -164,16 +170,17 @@ def activation_memory(shape: ModelShape, tokens: SampleTokens, setting: Setting,
                       layers_read: int) -> tuple[float, float]:
     """(stored activations, largest working set) bytes for a micro-batch of ``tokens``-sized samples."""
     bsz, seq, patches = setting.micro_batch, tokens.sequence, tokens.patches
+    e = WEIGHT_BYTES[setting.precision]  # activations are in the training dtype
     vision_trains = not backbone.freeze_vision
-    llm_block, vision_block = llm_block_bytes(shape, backbone), vision_block_bytes(shape, vision_trains)
+    llm_block, vision_block = llm_block_bytes(shape, backbone, e), vision_block_bytes(shape, vision_trains, e)
     if setting.checkpointing:
-        stored = bsz * seq * shape.layers * 2 * shape.hidden
-        stored += bsz * patches * shape.vision_depth * 2 * shape.vision_width if vision_trains else 0
+        stored = bsz * seq * shape.layers * e * shape.hidden
+        stored += bsz * patches * shape.vision_depth * e * shape.vision_width if vision_trains else 0
     else:
         stored = bsz * seq * shape.layers * llm_block
         stored += bsz * patches * shape.vision_depth * vision_block if vision_trains else 0
-    stored += bsz * seq * (4 * shape.hidden + 4 + (2 * shape.hidden if backbone.llm == "full" else 0))  # final norm
-    stored += bsz * (seq * layers_read + tokens.visual) * 2 * shape.hidden  # layer states read, visual embeddings
+    stored += bsz * seq * (4 * shape.hidden + 4 + (e * shape.hidden if backbone.llm == "full" else 0))  # final norm
+    stored += bsz * (seq * layers_read + tokens.visual) * e * shape.hidden  # layer states read, visual embeddings
     block = bsz * seq * llm_block
     if vision_trains and setting.checkpointing:
         block = max(block, bsz * patches * vision_block)

@@ -226,6 +226,19 @@ def test_activations_by_hand():
     assert ckpt == (stored, 2 * 32 * 212)  # recomputing a vision block (32 patches x 2) outweighs an LLM block
 
 
+def test_fp32_activations_are_four_bytes_except_the_fp32_statistics():
+    counts, shape = _toy()
+    tokens = SampleTokens(frames=4, height=56, width=56, chunks=2, patches_per_chunk=16, visual_per_chunk=4,
+                          visual=8, text=12)
+    # norms 2 (4*8 + 4) = 72 as in bf16; attention 4 (2*8 + 2*4) + 4*2 = 104; SwiGLU 3 * 4 * 16 = 192 -> 368;
+    # LoRA (dropout > 0): (4 + 1) * 16 + 4 * r(4) * 2 targets = 112 -> 480.
+    assert block_activation_bytes(8, 8, 4, 2, 16, True, False, element=4) == 368
+    lora = BackboneConfig(llm="lora", lora_rank=4, lora_dropout=0.05)
+    final_norm, states = 2 * 20 * (4 * 8 + 4), 2 * (20 * 3 + 8) * 4 * 8
+    fp32 = activation_memory(shape, tokens, Setting(2, False, False, 2, 1, precision="fp32"), lora, 3)
+    assert fp32 == (2 * 20 * 2 * 480 + final_norm + states, 2 * 20 * 480)
+
+
 # ------------------------------------------------------------------------------------------------------ plans
 
 
