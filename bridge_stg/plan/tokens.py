@@ -57,6 +57,12 @@ class DatasetProfile:
     assumption: str
 
 
+# HC-STVG v1 and v2 share their videos' shape: 20 s clips, of which only the sentence counts differ
+_HCSTVG_CLIPS = dict(
+    typical=VideoCase(640, 360, 20.0, 24.0, 24), worst=VideoCase(1280, 720, 20.0, 30.0, 64),
+    assumption="20 s clips (METRICS_AND_FORMATS.md), 640x360 typical and 1280x720 worst; captions of ~18 words, "
+               "worst ~48")
+
 # Query lengths are estimates in Qwen2 tokens (about 1.3 tokens per English word plus punctuation).
 PROFILES: dict[str, DatasetProfile] = {
     "vidstg": DatasetProfile(
@@ -64,16 +70,8 @@ PROFILES: dict[str, DatasetProfile] = {
         typical=VideoCase(640, 360, 10.0, 29.97, 16), worst=VideoCase(640, 480, 30.0, 29.97, 48),
         assumption="VidOR videos, typically 640x360 (the documented example) at 29.97 fps; a typical segment of "
                    "10 s, a worst case of 30 s (fills max_frames) in 4:3; queries of ~12 words, worst ~36"),
-    "hcstvg_v1": DatasetProfile(
-        4_500, "HC-STVG v1 train (METRICS_AND_FORMATS.md)",
-        typical=VideoCase(640, 360, 20.0, 24.0, 24), worst=VideoCase(1280, 720, 20.0, 30.0, 64),
-        assumption="20 s clips (METRICS_AND_FORMATS.md), 640x360 typical and 1280x720 worst; captions of ~18 "
-                   "words, worst ~48"),
-    "hcstvg_v2": DatasetProfile(
-        10_131, "HC-STVG v2 train (METRICS_AND_FORMATS.md)",
-        typical=VideoCase(640, 360, 20.0, 24.0, 24), worst=VideoCase(1280, 720, 20.0, 30.0, 64),
-        assumption="20 s clips (METRICS_AND_FORMATS.md), 640x360 typical and 1280x720 worst; captions of ~18 "
-                   "words, worst ~48"),
+    "hcstvg_v1": DatasetProfile(4_500, "HC-STVG v1 train (METRICS_AND_FORMATS.md)", **_HCSTVG_CLIPS),
+    "hcstvg_v2": DatasetProfile(10_131, "HC-STVG v2 train (METRICS_AND_FORMATS.md)", **_HCSTVG_CLIPS),
     "charades": DatasetProfile(
         12_408, "Charades-STA train pairs (Gao et al. 2017)",
         typical=VideoCase(480, 270, 30.0, 24.0, 10), worst=VideoCase(640, 480, 60.0, 30.0, 24),
