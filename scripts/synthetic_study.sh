@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDY_DIR=${1:-runs/study}
 STEPS=${2:-600}
+# shellcheck disable=SC2054  # the commas are a Hydra sweep (train.seed=0,1,2), not array separators
 COMMON=(train.max_steps="$STEPS" train.eval_every=$((STEPS / 2)) train.seed=0,1,2 logging.progress=false)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
