@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,49 +20,27 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_launches import ENV, REPO, launch, logged_losses, ok
 
+from bridge_stg.data.synthetic import generate_benchmark
+from bridge_stg.engine.builder import compose_spec
 from bridge_stg.engine.optim import lr_factor
 from bridge_stg.engine.specs import OptimSpec
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "BRIDGE_STG_DS_SKIP_SHM": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 LR_OVERRIDES = [f"optim.{k}={{lr}}" for k in ("lr_llm", "lr_heads", "lr_vision", "lr_new_tokens")]
 
 
-def command(run_dir: Path, work: Path, *overrides: str) -> list[str]:
-    return [sys.executable, str(REPO / "scripts" / "train.py"), "experiment=synthetic_debug",
-            f"hydra.run.dir={run_dir}", f"paths.data_dir={work / 'data'}", f"paths.output_root={work / 'runs'}",
-            "train.log_every=1", *overrides]
-
-
-def train(run_dir: Path, work: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(command(run_dir, work, *overrides), cwd=REPO, env=env or ENV, capture_output=True,
-                          text=True, timeout=600)
-
-
-def ok(out: subprocess.CompletedProcess) -> None:
-    assert out.returncode == 0, f"--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-5000:]}"
-
-
-def final_losses(run_dir: Path) -> dict[int, float]:
-    """The loss logged for each step, the last time it was logged (a killed attempt's rows come first)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {r["step"]: r["loss/total"] for r in rows if "loss/total" in r}
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    """Shared synthetic data and pretrained debug backbone (built by the first launch)."""
-    return tmp_path_factory.mktemp("drills")
+def train(run_dir: Path, work: Path, *overrides: str, **options) -> subprocess.CompletedProcess:
+    return launch("train.py", run_dir, work, *overrides, **options)
 
 
 # ------------------------------------------------------------------------------------------------ default suite
 
 
-def test_divergence_stops_with_a_named_error_and_saves_nothing_non_finite(work):
-    run_dir = work / "diverge"
+def test_divergence_stops_with_a_named_error_and_saves_nothing_non_finite(tmp_path, shared_work):
+    run_dir = tmp_path / "diverge"
     lrs = [o.format(lr=1e10) for o in LR_OVERRIDES]
-    out = train(run_dir, work, "train.max_steps=20", "train.save_every=1", "train.max_bad_steps=3", *lrs)
+    out = train(run_dir, shared_work, "train.max_steps=20", "train.save_every=1", "train.max_bad_steps=3", *lrs)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr + out.stdout
     assert "error: training diverged after step 1" in out.stderr
@@ -74,9 +53,9 @@ def test_divergence_stops_with_a_named_error_and_saves_nothing_non_finite(work):
     assert "total" in rows[-1]["nonfinite/terms"]
 
 
-def test_a_resume_applies_changed_values_only_on_purpose_and_never_overwrites(work):
-    run_dir = work / "policy"
-    ok(train(run_dir, work, "train.max_steps=2"))
+def test_a_resume_applies_changed_values_only_on_purpose_and_never_overwrites(tmp_path, shared_work, trained_run):
+    run_dir, work = tmp_path / "policy", shared_work
+    shutil.copytree(trained_run, run_dir)  # a finished 2-step run
     again = train(run_dir, work, "train.max_steps=2")
     assert again.returncode == 1 and "Traceback" not in again.stderr
     assert "already holds checkpoints" in again.stderr and "train.resume=true" in again.stderr
@@ -85,7 +64,7 @@ def test_a_resume_applies_changed_values_only_on_purpose_and_never_overwrites(wo
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "optim.lr_heads: 0.001 in the checkpoint, 0.002 now" in refused.stderr
     assert "train.max_steps: 2 in the checkpoint, 4 now" in refused.stderr
-    assert final_losses(run_dir).keys() == {1, 2}  # nothing trained
+    assert logged_losses(run_dir).keys() == {1, 2}  # nothing trained
 
     ok(train(run_dir, work, "train.resume=true", "train.max_steps=4", "optim.lr_heads=0.002",
              "train.on_resume_change=apply"))
@@ -103,27 +82,28 @@ def test_a_resume_applies_changed_values_only_on_purpose_and_never_overwrites(wo
     assert changed_model.returncode == 1 and "model.decoder_dim" in changed_model.stderr
 
 
-def test_an_unreadable_video_stops_training_with_the_working_override_and_skipping_counts_it(work):
-    fixed = ("data=synthetic_fixed", "train.max_steps=2")  # the mp4 training split: 8 clips, one epoch
-    ok(train(work / "video_ok", work, *fixed))
-    videos = sorted((work / "data" / "synthetic_debug").rglob("train*/**/*.mp4")) or \
-        sorted((work / "data" / "synthetic_debug").rglob("*.mp4"))
-    train_videos = [v for v in videos if "train" in str(v.relative_to(work / "data"))]
-    assert train_videos, videos
-    train_videos[0].write_bytes(train_videos[0].read_bytes()[:200])  # truncated: no frame decodes
+def test_an_unreadable_video_stops_training_with_the_working_override_and_skipping_counts_it(tmp_path, shared_work):
+    # the mp4 training split (8 clips, one epoch) in a data folder of its own, since one of its videos gets
+    # truncated; generated by the call the training script makes, without a launch
+    work, data = shared_work, tmp_path / "data"
+    fixed = ("data=synthetic_fixed", "train.max_steps=2")
+    spec = compose_spec(["experiment=synthetic_debug", f"paths.data_dir={data}", *fixed])
+    record = generate_benchmark(spec.data.synthetic, spec.data.synthetic_dir)["train"][0]
+    video = Path(spec.data.synthetic_dir) / "videos" / record.video_path
+    video.write_bytes(video.read_bytes()[:200])  # truncated: no frame decodes
 
-    failed = train(work / "video_bad", work, *fixed, "data.num_workers=1")  # raised in a loader worker
+    failed = train(tmp_path / "video_bad", work, *fixed, "data.num_workers=1", data=data)  # raised in a worker
     assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
-    assert train_videos[0].name in failed.stderr and "data.skip_bad_videos=true" in failed.stderr
+    assert video.name in failed.stderr and "data.skip_bad_videos=true" in failed.stderr
 
-    ok(train(work / "video_skip", work, *fixed, "data.skip_bad_videos=true"))
-    rows = [json.loads(line) for line in (work / "video_skip" / "metrics.jsonl").read_text().splitlines()]
+    ok(train(tmp_path / "video_skip", work, *fixed, "data.skip_bad_videos=true", data=data))
+    rows = [json.loads(line) for line in (tmp_path / "video_skip" / "metrics.jsonl").read_text().splitlines()]
     assert max(r.get("data/skipped_samples", 0) for r in rows) >= 1
 
 
-def test_an_unverified_damaged_optimizer_state_is_named_without_a_traceback(work):
-    run_dir = work / "damaged_optimizer"
-    ok(train(run_dir, work, "train.max_steps=2"))
+def test_an_unverified_damaged_optimizer_state_is_named_without_a_traceback(tmp_path, shared_work, trained_run):
+    run_dir, work = tmp_path / "damaged_optimizer", shared_work
+    shutil.copytree(trained_run, run_dir)  # a finished 2-step run
     state = run_dir / "checkpoints" / "step_00000002" / "optimizer.pt"
     state.write_bytes(b"\0" * state.stat().st_size)  # same size: only the hash check would see it
     out = train(run_dir, work, "train.max_steps=2", "train.resume=true", "train.verify_checkpoints=false")

@@ -179,7 +179,7 @@ def test_one_synthetic_batch_overfits(tiny_checkpoints, synthetic_samples):
     criterion = GroundingCriterion(CriterionConfig())
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
-    steps, losses = 400, []
+    steps, losses = 150, []  # loss ratio 0.045 and vIoU 0.976 at 150 steps (0.035, 0.966 at 400)
     for step in range(steps):
         model.train()
         loss, _ = criterion(model(batch, generator=torch.Generator().manual_seed(step)), batch)
