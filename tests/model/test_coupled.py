@@ -198,8 +198,9 @@ def test_predict_decodes_generated_text(tiny_checkpoints, answered_samples, monk
 
 @pytest.mark.slow
 def test_overfitting_one_batch_writes_its_target_answer(tiny_checkpoints, answered_samples):
-    """A few dozen steps on the two shortest answers: greedy decoding then writes at least one of them exactly (text,
-    and so span and boxes)."""
+    """A few dozen steps on the two shortest answers: greedy decoding then writes at least one of them exactly, and
+    what predict parses from it is the sample's GT span and boxes (so a formatter and a parser that are wrong the same
+    way, which would still agree on the text, fail here)."""
     samples = sorted(answered_samples, key=lambda s: len(s.answer))[:2]
     model = make_model(tiny_checkpoints["qwen2_vl"]).train()
     batch = collate(model, samples, with_answers=True)
@@ -215,7 +216,11 @@ def test_overfitting_one_batch_writes_its_target_answer(tiny_checkpoints, answer
     preds = model.predict(batch)
     written = [(p["text"].strip(), s.answer.strip()) for p, s in zip(preds, samples)]
     assert any(text == target for text, target in written), written
-    assert all(not p["malformed"] for p, (text, target) in zip(preds, written) if text == target)
+    for pred, sample, (text, target) in zip(preds, samples, written):
+        if text == target:
+            assert not pred["malformed"] and pred["span_idx"] == sample.span
+            assert pred["decoded_frames"].tolist() == np.flatnonzero(sample.box_mask).tolist()
+            np.testing.assert_allclose(pred["boxes_cxcywh01"], sample.boxes_cxcywh01[sample.box_mask], atol=1e-3)
 
 
 def test_save_and_load_give_the_same_model(tiny_checkpoints, answered_samples, tmp_path):
