@@ -108,6 +108,10 @@ class Trainer:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         setup_logging(spec.run_dir, ctx.rank)
         self.config = spec_to_dict(spec)
+        self.resume_from: Path | None = None  # the checkpoint a resume loads, chosen before anything is built
+        self.resume_changes: dict = {}
+        self.resume_applied: dict = {}
+        self._check_run_dir()
         components.prepare_assets(spec, ctx)
         torch.manual_seed(spec.train.seed)  # identical initial weights on every rank
         model = components.build_model(spec)
@@ -134,10 +138,8 @@ class Trainer:
 
     def fit(self) -> dict | None:
         spec = self.spec
-        if spec.train.resume:
+        if self.resume_from is not None:
             self._resume()
-        else:
-            self._refuse_to_overwrite()
         self._write_run_info()
         log.info("training %s: %d samples/epoch, %d micro-batches of %d per rank per step, %d ranks, engine %s",
                  spec.experiment, len(self.train_set), self.accumulation, spec.train.micro_batch_size,
@@ -316,8 +318,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ helpers
 
-    def _resume(self) -> None:
+    def _check_run_dir(self) -> None:
+        """What the run directory allows, decided before any asset or model is built, so that a refused launch stops
+        in seconds: a new run never overwrites checkpoints; a resume picks the newest intact checkpoint and goes on
+        only if the config's changes are allowed (``train.on_resume_change``)."""
         train = self.spec.train
+        if not train.resume:
+            existing = sorted((self.spec.run_dir / "checkpoints").glob("step_*"))
+            if existing:
+                raise ResumeError(f"{self.spec.run_dir} already holds checkpoints ({existing[-1].name}, ...): a new "
+                                  "run there would overwrite them. Pass train.resume=true to continue that run, or "
+                                  "choose another hydra.run.dir")
+            return
         path = find_resumable(self.spec.run_dir, self.ctx, verify=train.verify_checkpoints)
         if path is None:
             log.info("train.resume=true but no checkpoint in %s: starting from scratch", self.spec.run_dir)
@@ -326,23 +338,22 @@ class Trainer:
         for key, change in changes.items():
             if change["kind"] == "free":
                 log.info("resuming with %s=%r (the checkpoint had %r)", key, change["now"], change["checkpoint"])
-        applied = check_resume(changes, train.on_resume_change, str(path))
+        self.resume_applied = check_resume(changes, train.on_resume_change, str(path))
+        self.resume_from, self.resume_changes = path, changes
+
+    def _resume(self) -> None:
+        """Load the checkpoint :meth:`_check_run_dir` chose into the built backend."""
+        path, train = self.resume_from, self.spec.train
         self.state = load_checkpoint(self.backend, path)
-        if applied:
+        if self.resume_applied:
             self.backend.retarget(self.spec.optim, train.max_steps)
             log.warning("resumed at step %d with new optimisation values (train.on_resume_change=apply): %s",
-                        self.state.step, {k: f"{v['checkpoint']!r} -> {v['now']!r}" for k, v in applied.items()})
+                        self.state.step, {k: f"{v['checkpoint']!r} -> {v['now']!r}"
+                                          for k, v in self.resume_applied.items()})
         self.last_checkpoint, self.saved_state = path, dataclasses.replace(self.state)
         self.resumed = {"from": str(path), "step": self.state.step, "policy": train.on_resume_change,
-                        "changes": changes}
+                        "changes": self.resume_changes}
         log.info("resumed from %s (step %d)", path, self.state.step)
-
-    def _refuse_to_overwrite(self) -> None:
-        existing = sorted((self.spec.run_dir / "checkpoints").glob("step_*"))
-        if existing:
-            raise ResumeError(f"{self.spec.run_dir} already holds checkpoints ({existing[-1].name}, ...): a new run "
-                              "there would overwrite them. Pass train.resume=true to continue that run, or choose "
-                              "another hydra.run.dir")
 
     def _write_run_info(self) -> None:
         if self.ctx.is_main:
