@@ -2,7 +2,7 @@
 ``torchrun --standalone --nproc_per_node N`` above, on the synthetic debug experiment, CPU and gloo.
 
 ``work`` holds what a launch generates on first use and later launches reuse: the synthetic data
-(``work/data``) and the pretrained tiny backbone (``work/runs``). Each launch costs 8-15 s on 2 cores, most of it
+(``work/data``) and the pretrained tiny backbone (``work/runs``). Each launch costs 3-15 s on 2 cores, most of it
 importing torch and transformers, so tests share a ``work`` folder and a finished run where they can (see
 ``tests/engine/conftest.py``).
 """
