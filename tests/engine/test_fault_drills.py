@@ -56,14 +56,18 @@ def test_divergence_stops_with_a_named_error_and_saves_nothing_non_finite(tmp_pa
 def test_a_resume_applies_changed_values_only_on_purpose_and_never_overwrites(tmp_path, shared_work, trained_run):
     run_dir, work = tmp_path / "policy", shared_work
     shutil.copytree(trained_run, run_dir)  # a finished 2-step run
-    again = train(run_dir, work, "train.max_steps=2")
+    # a new run's data and backbone folders, which do not exist: refused before anything is built, it creates neither
+    unbuilt = tmp_path / "unbuilt"
+    again = train(run_dir, unbuilt, "train.max_steps=2")
     assert again.returncode == 1 and "Traceback" not in again.stderr
     assert "already holds checkpoints" in again.stderr and "train.resume=true" in again.stderr
+    assert not unbuilt.exists()
 
     refused = train(run_dir, work, "train.resume=true", "train.max_steps=4", "optim.lr_heads=0.002")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "optim.lr_heads: 0.001 in the checkpoint, 0.002 now" in refused.stderr
     assert "train.max_steps: 2 in the checkpoint, 4 now" in refused.stderr
+    assert "pretrained tiny backbone" not in refused.stdout + refused.stderr  # refused before the backbone is loaded
     assert logged_losses(run_dir).keys() == {1, 2}  # nothing trained
 
     ok(train(run_dir, work, "train.resume=true", "train.max_steps=4", "optim.lr_heads=0.002",
