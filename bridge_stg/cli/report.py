@@ -11,8 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from bridge_stg.cli.score import add_scoring_arguments
 from bridge_stg.eval.datasets import dataset_names, get_dataset
-from bridge_stg.eval.protocols import PROTOCOL_NAMES, check_thresholds
+from bridge_stg.eval.protocols import check_thresholds
 from bridge_stg.eval.tables import format_summary
 from bridge_stg.viz.report import (
     DEFAULT_FRAMES_PER_SAMPLE,
@@ -34,12 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True,
                    help=f"a registered dataset whose records carry tubes: {', '.join(dataset_names('tube'))}")
     p.add_argument("--annotations", required=True, type=Path, help="annotation file, as for bridge-stg-eval")
-    p.add_argument("--vidor-dir", type=Path, help="VidOR box folder (VidSTG official sentence files only)")
-    p.add_argument("--predictions", required=True, type=Path,
-                   help="reference-format JSON or the project's tube JSONL (see docs/evaluation.md)")
-    p.add_argument("--protocol", default="tubedetr", choices=PROTOCOL_NAMES)
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5],
-                   help="vIoU@R thresholds in (0, 1] (strict >)")
+    add_scoring_arguments(p)
     p.add_argument("--videos", type=Path,
                    help="the folder the annotation's video paths are relative to; without it the gallery draws boxes "
                         "on blank canvases")

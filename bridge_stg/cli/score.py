@@ -24,12 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotations", required=True, type=Path,
                    help="annotation file in a format the dataset's reader reads (VidSTG {split}_annotations.json, "
                         "HC-STVG train/test.json, train_v2/val_v2.json, TubeDETR's preprocessed files)")
-    p.add_argument("--vidor-dir", type=Path, help="VidOR box folder (VidSTG official sentence files only)")
-    p.add_argument("--predictions", required=True, type=Path,
-                   help="reference-format JSON or the project's tube JSONL (see docs/evaluation.md)")
-    p.add_argument("--protocol", default="tubedetr", choices=PROTOCOL_NAMES)
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5],
-                   help="vIoU@R thresholds in (0, 1] (strict >)")
+    add_scoring_arguments(p)
     p.add_argument("--out", type=Path, help="write the metrics JSON here")
     p.add_argument("--per-sentence", type=Path, help="write per-sentence tiou/viou/gt_viou as JSON lines here")
     p.add_argument("--missing-as-zero", action="store_true",
@@ -43,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "annotation file name)")
     p.add_argument("--name", default=None, help="row label for tables (default: the prediction file's stem)")
     return p
+
+
+def add_scoring_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every command that scores a prediction file takes besides its dataset and annotations (this one
+    and ``bridge-stg-report``)."""
+    p.add_argument("--vidor-dir", type=Path, help="VidOR box folder (VidSTG official sentence files only)")
+    p.add_argument("--predictions", required=True, type=Path,
+                   help="reference-format JSON or the project's tube JSONL (see docs/evaluation.md)")
+    p.add_argument("--protocol", default="tubedetr", choices=PROTOCOL_NAMES)
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5],
+                   help="vIoU@R thresholds in (0, 1] (strict >)")
 
 
 def check_args(args: argparse.Namespace) -> None:
