@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_modules import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "diagnose_synthetic.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("diagnose_synthetic", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-diagnose_synthetic = load_script()
+diagnose_synthetic = load_script(SCRIPT)
 
 
 def vectors(direction_scale: float, noise_scale: float, n: int = 400, dim: int = 32, seed: int = 0):

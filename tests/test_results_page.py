@@ -3,15 +3,14 @@ benchmark."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from markdown_table import markdown_rows
+from script_modules import load_script
 
 from bridge_stg.data.frames import FrameBudget, select_frames
 from bridge_stg.data.synthetic import SyntheticConfig, generate_benchmark, load_split
@@ -22,15 +21,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_page.py"
 TINY = SyntheticConfig(seconds=4.0, fps=5.0, width_px=64, height_px=64, size_px=(8, 14))
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("results_page", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
-results_page = load_script()
+results_page = load_script(SCRIPT)
 
 
 def final_metrics(experiment: str, tiou: float, viou: float, gt_viou: float) -> dict:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
@@ -21,11 +22,7 @@ COLUMNS = ["config", "tokens/step", "step time (s)", "tokens/s", "peak memory (G
 @functools.cache
 def gpu_check():
     """The script as a module (its argument parsing is checked in-process: a launch per case costs 2-3 s)."""
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def run_check(tmp_path: Path, *extra: str, timeout: int = 120) -> tuple[list[dict[str, str]], dict]:
