@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bridge_stg.engine.checkpoint import KILL_AT_ENV, SAVE_POINTS  # noqa: E402
+from bridge_stg.engine.run_logging import logged_losses  # noqa: E402
 from bridge_stg.integrity import MANIFEST, manifest_problems  # noqa: E402
 
 ENV = {**os.environ, "BRIDGE_STG_DS_SKIP_SHM": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -51,12 +52,6 @@ def launch(run_dir: Path, work: Path, *overrides: str, env: dict | None = None,
         process.send_signal(signal.SIGKILL)
         _, stderr = process.communicate()
     return process.returncode, stderr
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    """The loss of each step as last logged (a killed attempt's rows come first)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {r["step"]: r["loss/total"] for r in rows if "loss/total" in r}
 
 
 def on_disk(run_dir: Path) -> str:
@@ -88,7 +83,7 @@ def kill_drill(work: Path, kills: int, rng: random.Random, reference: dict[int, 
     def finish(name: str, run_dir: Path, how: str, launches: list[tuple[int, str]]) -> None:
         left = on_disk(run_dir)
         outcome = resume_to_end(run_dir, work)
-        same = outcome["error"] is None and losses(run_dir) == reference
+        same = outcome["error"] is None and logged_losses(run_dir) == reference
         model_ok = manifest_problems(run_dir / "model") == []
         cases.append({"case": name, "kill": how, "launches": len(launches),
                       "killed": sum(status == -signal.SIGKILL for status, _ in launches), "left_on_disk": left,
@@ -211,7 +206,7 @@ def main() -> None:
     duration = time.time() - begin
     if status != 0:
         sys.exit(f"the uninterrupted run failed:\n{stderr[-3000:]}")
-    reference = losses(work / "reference")
+    reference = logged_losses(work / "reference")
     print(f"reference run: {duration:.1f} s, losses of steps {sorted(reference)}", flush=True)
     kills = kill_drill(work, args.kills, rng, reference, duration)
     damage = damage_drill(work / "reference", work)

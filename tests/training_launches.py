@@ -9,7 +9,6 @@ importing torch and transformers, so tests share a ``work`` folder and a finishe
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -40,9 +39,3 @@ def ok(out: subprocess.CompletedProcess) -> None:
     """Assert that a launch succeeded, showing the command and the tails of its output when it did not."""
     assert out.returncode == 0, \
         f"{' '.join(out.args)}\n--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-5000:]}"
-
-
-def logged_losses(run_dir: Path) -> dict[int, float]:
-    """The total loss logged for each step, the last time it was logged (a killed attempt's rows come first)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {r["step"]: r["loss/total"] for r in rows if "loss/total" in r}

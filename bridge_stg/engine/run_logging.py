@@ -93,11 +93,22 @@ class Throughput:
         return out
 
 
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` in the order they were logged (a resumed run appends after its killed
+    attempt's rows)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def logged_losses(run_dir: Path) -> dict[int, float]:
+    """The total loss of each step of ``run_dir``, the last time it was logged."""
+    return {r["step"]: r["loss/total"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss/total" in r}
+
+
 def plot_learning_curves(metrics_path: Path, out_path: Path, keys: tuple[str, ...] = ("loss/total",)) -> Path | None:
     """Plot the logged training losses (and evaluation metrics if any) against steps; None without data."""
     if not metrics_path.is_file():
         return None
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(metrics_path)
     train = [r for r in rows if any(k in r for k in keys)]
     evals = [r for r in rows if "eval/viou" in r or "eval/tiou" in r]
     if not train:

@@ -9,7 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from training_launches import launch, logged_losses, ok
+from training_launches import launch, ok
+
+from bridge_stg.engine.run_logging import logged_losses
 
 
 def rewind(run_dir: Path, step: int) -> None:

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_launches import ENV, REPO, launch, logged_losses, ok
+from training_launches import ENV, REPO, launch, ok
 
 from bridge_stg.data.synthetic import generate_benchmark
 from bridge_stg.engine.builder import compose_spec
 from bridge_stg.engine.optim import lr_factor
+from bridge_stg.engine.run_logging import logged_losses
 from bridge_stg.engine.specs import OptimSpec
 
 LR_OVERRIDES = [f"optim.{k}={{lr}}" for k in ("lr_llm", "lr_heads", "lr_vision", "lr_new_tokens")]
